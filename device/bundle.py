@@ -1,0 +1,145 @@
+"""The model bundle: a folder with `model.json` and the model files.
+
+The model carries its labels, channels, rate, window, hop and normalisation, so the runner
+checks a stream against it on load instead of trusting command-line numbers. `export` writes
+the bundle through `write_model_json`; everything that reads one goes through `load_bundle`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from gesturekit.device.windowing import Normalization
+from gesturekit.errors import UserError
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+MAX_MODEL_JSON_BYTES = 1 << 20
+
+# Post-processing defaults written into every bundle; `run` flags override them.
+DEFAULT_POSTPROCESS = {
+    "smoothing": 3,  # moving average over the last k window outputs
+    "threshold": 0.6,  # smoothed confidence needed to announce
+    "min_consecutive": 2,  # windows in a row that agree
+    "refractory_s": 1.0,  # silence after an event
+}
+
+
+@dataclass
+class Bundle:
+    root: Path
+    labels: list[str]  # index = model output index
+    background_label: str | None
+    channels: list[str]  # model-input order
+    units: dict[str, str]
+    sample_rate_hz: float
+    window: int
+    hop: int
+    normalization: Normalization
+    stateful: bool  # reset variables (LSTM state) before every window
+    files: dict[str, str]  # kind ("float", "int8", "onnx", ...) -> file name in the bundle
+    quantization: dict = field(default_factory=dict)  # {"input"|"output": {"scale", "zero_point"}}
+    ops: dict = field(default_factory=dict)  # file name -> list of op names
+    postprocess: dict = field(default_factory=lambda: dict(DEFAULT_POSTPROCESS))
+    training: dict = field(default_factory=dict)
+    parity: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+    def path(self, kind: str) -> Path:
+        """Path of the model file of `kind`; a clear error when the bundle has none."""
+        if kind not in self.files:
+            raise UserError(f"{self.root}: bundle has no '{kind}' model "
+                            f"(has: {', '.join(sorted(self.files))})")
+        return self.root / self.files[kind]
+
+    @property
+    def background_index(self) -> int | None:
+        return self.labels.index(self.background_label) if self.background_label else None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("root")
+        d["normalization"] = self.normalization.to_dict()
+        return {"format_version": d.pop("format_version"), **d}
+
+
+def write_model_json(bundle: Bundle) -> Path:
+    """Write `model.json` into the bundle's folder."""
+    path = bundle.root / MODEL_JSON
+    path.write_text(json.dumps(bundle.to_json(), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def load_bundle(root: str | os.PathLike) -> Bundle:
+    """Read and check a bundle folder; every error names the field and what was expected."""
+    root = Path(root)
+    path = root / MODEL_JSON
+    if not path.is_file():
+        raise UserError(f"{root}: not a model bundle (no {MODEL_JSON}); make one with "
+                        "`gesturekit export RUN --out BUNDLE`")
+    if path.stat().st_size > MAX_MODEL_JSON_BYTES:
+        raise UserError(f"{path}: larger than {MAX_MODEL_JSON_BYTES} bytes; not a model.json")
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: expected a JSON object")
+
+    def get(key: str, kind: type | tuple, required: bool = True):
+        if key not in d:
+            if required:
+                raise UserError(f"{path}: missing field '{key}'")
+            return None
+        value = d[key]
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            raise UserError(f"{path}: field '{key}' has the wrong type ({type(value).__name__})")
+        return value
+
+    version = get("format_version", int)
+    if version > FORMAT_VERSION:
+        raise UserError(f"{path}: format_version {version} is newer than this gesturekit "
+                        f"understands ({FORMAT_VERSION}); upgrade gesturekit")
+    labels = get("labels", list)
+    channels = get("channels", list)
+    if not labels or not all(isinstance(x, str) for x in labels):
+        raise UserError(f"{path}: field 'labels' must be a non-empty list of names")
+    if not channels or not all(isinstance(x, str) for x in channels):
+        raise UserError(f"{path}: field 'channels' must be a non-empty list of names")
+    background = get("background_label", str, required=False)
+    if background is not None and background not in labels:
+        raise UserError(f"{path}: background_label {background!r} is not one of the labels")
+    window, hop = get("window", int), get("hop", int)
+    if window <= 0 or hop <= 0:
+        raise UserError(f"{path}: window and hop must be positive (got {window}, {hop})")
+    rate = float(get("sample_rate_hz", (int, float)))
+    if not rate > 0:
+        raise UserError(f"{path}: sample_rate_hz must be positive (got {rate})")
+    norm = get("normalization", dict)
+    try:
+        normalization = Normalization.from_dict(norm)
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{path}: field 'normalization' needs numeric 'mean' and 'std' ({e})") from e
+    for name, values in (("mean", normalization.mean), ("std", normalization.std)):
+        if values.shape != (len(channels),):
+            raise UserError(f"{path}: normalization.{name} has {values.size} values for "
+                            f"{len(channels)} channels")
+    if not (normalization.std > 0).all():
+        raise UserError(f"{path}: normalization.std must be positive")
+    files = get("files", dict)
+    for kind, name in files.items():
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            raise UserError(f"{path}: files.{kind} must be a plain file name inside the bundle")
+    postprocess = {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}
+    return Bundle(
+        root=root, labels=labels, background_label=background, channels=channels,
+        units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,
+        hop=hop, normalization=normalization, stateful=bool(get("stateful", bool)), files=files,
+        quantization=get("quantization", dict, required=False) or {},
+        ops=get("ops", dict, required=False) or {}, postprocess=postprocess,
+        training=get("training", dict, required=False) or {},
+        parity=get("parity", dict, required=False) or {}, format_version=version,
+    )

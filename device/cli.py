@@ -1,0 +1,5 @@
+"""Subcommands for the board side: run, simulate, record."""
+
+
+def add_commands(commands) -> None:
+    """Filled in by the live-side work."""

@@ -1,0 +1,252 @@
+"""The recording format: one CSV file per session plus an optional `dataset.toml`.
+
+A session file has a header row: numeric channel columns, an optional time column and a
+per-sample label column (empty = unlabelled). Writers append whole lines and flush them, so a
+session cut short by a kill or a pulled cable is valid up to its last full line; readers drop
+an unterminated last line for the same reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from gesturekit.errors import UserError
+
+DEFAULT_LABEL_COLUMN = "label"
+DATASET_TOML = "dataset.toml"
+MAX_LINE_BYTES = 4096  # a recording line is a few hundred bytes; longer is not a recording
+
+
+@dataclass
+class RecordingSpec:
+    """How to read the sessions of a dataset (the keys of `dataset.toml`)."""
+
+    sample_rate_hz: float | None = None
+    channels: list[str] | None = None  # None: every column but the time and label columns
+    units: dict[str, str] = field(default_factory=dict)
+    label_column: str = DEFAULT_LABEL_COLUMN
+    time_column: str | None = None
+    time_unit: str = "s"
+    background_label: str | None = None
+    subject_pattern: str | None = None
+
+    def merged(self, overrides: dict) -> RecordingSpec:
+        """A copy with the non-None values of `overrides` (CLI flags) applied."""
+        values = {k: v for k, v in overrides.items() if v is not None}
+        check_spec_keys(values, "command-line options")
+        return RecordingSpec(**{**self.__dict__, **values})
+
+
+SPEC_KEYS = tuple(RecordingSpec.__dataclass_fields__)
+
+
+def check_spec_keys(values: dict, where: str) -> None:
+    """Refuse keys that are not part of the recording spec."""
+    for key in values:
+        if key not in SPEC_KEYS:
+            raise UserError(f"{where}: unknown key '{key}' (expected one of: {', '.join(SPEC_KEYS)})")
+
+
+def read_spec(path: str | os.PathLike) -> RecordingSpec:
+    """Read and check a `dataset.toml`."""
+    path = Path(path)
+    try:
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from e
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML ({e})") from e
+    check_spec_keys(values, str(path))
+    expected = {
+        "sample_rate_hz": (int, float),
+        "channels": list,
+        "units": dict,
+        "label_column": str,
+        "time_column": str,
+        "time_unit": str,
+        "background_label": str,
+        "subject_pattern": str,
+    }
+    for key, value in values.items():
+        if not isinstance(value, expected[key]) or isinstance(value, bool):
+            raise UserError(f"{path}: key '{key}' has the wrong type ({type(value).__name__})")
+    if "channels" in values and not all(isinstance(c, str) for c in values["channels"]):
+        raise UserError(f"{path}: key 'channels' must be a list of column names")
+    if values.get("time_unit", "s") not in ("s", "ms"):
+        raise UserError(f"{path}: key 'time_unit' must be \"s\" or \"ms\", got {values['time_unit']!r}")
+    if "sample_rate_hz" in values and not values["sample_rate_hz"] > 0:
+        raise UserError(f"{path}: key 'sample_rate_hz' must be positive")
+    if "subject_pattern" in values:
+        try:
+            re.compile(values["subject_pattern"])
+        except re.error as e:
+            raise UserError(f"{path}: key 'subject_pattern' is not a valid regex ({e})") from e
+    spec = RecordingSpec(**values)
+    spec.sample_rate_hz = float(spec.sample_rate_hz) if spec.sample_rate_hz else None
+    return spec
+
+
+def write_spec(path: str | os.PathLike, spec: RecordingSpec) -> None:
+    """Write a `dataset.toml` with the spec's set keys (a tiny TOML writer for flat values)."""
+
+    def value(v) -> str:
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        return repr(v)
+
+    lines = [f"{k} = {value(v)}" for k, v in spec.__dict__.items() if v not in (None, {}, [])]
+    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@dataclass
+class Recording:
+    """One session: samples (N, C) float32 in channel order, labels (N,) str ("" = unlabelled)."""
+
+    path: str
+    channels: list[str]
+    data: np.ndarray
+    labels: np.ndarray
+    time: np.ndarray | None = None
+
+
+def _number(text: str, where: str, column: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{where}: column '{column}': {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise UserError(f"{where}: column '{column}': {text} is not a finite number")
+    return value
+
+
+def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -> Recording:
+    """Read one session CSV; errors name the file, line and column.
+
+    An unterminated last line (a writer killed mid-line) is dropped, not an error.
+    """
+    spec = spec or RecordingSpec()
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: byte {e.start}: not UTF-8 text; expected a CSV recording") from e
+    lines = text.splitlines(keepends=True)
+    if lines and not lines[-1].endswith(("\n", "\r")):
+        lines.pop()  # interrupted write: valid up to the last full line
+    if not lines:
+        raise UserError(f"{path}: empty file; expected a header row of column names")
+    rows = csv.reader(lines)
+    header = [h.strip() for h in next(rows)]
+    if len(set(header)) != len(header):
+        raise UserError(f"{path}:1: duplicate column names in header {header}")
+
+    def column(name: str, what: str) -> int:
+        if name not in header:
+            raise UserError(f"{path}:1: no {what} column '{name}' in header (have: {', '.join(header)})")
+        return header.index(name)
+
+    label_idx = column(spec.label_column, "label")
+    time_idx = column(spec.time_column, "time") if spec.time_column else None
+    if spec.channels is not None:
+        channels = list(spec.channels)
+        chan_idx = [column(c, "channel") for c in channels]
+    else:
+        chan_idx = [i for i in range(len(header)) if i not in (label_idx, time_idx)]
+        channels = [header[i] for i in chan_idx]
+    if not chan_idx:
+        raise UserError(f"{path}:1: no channel columns in header {header}")
+
+    data = np.empty((len(lines) - 1, len(chan_idx)), dtype=np.float32)
+    times = np.empty(len(lines) - 1) if time_idx is not None else None
+    labels: list[str] = []
+    for n, row in enumerate(rows):
+        where = f"{path}:{n + 2}"
+        if len(row) != len(header):
+            raise UserError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
+        data[n] = [_number(row[i], where, header[i]) for i in chan_idx]
+        if times is not None:
+            times[n] = _number(row[time_idx], where, header[time_idx])
+        labels.append(row[label_idx].strip())
+    if times is not None and spec.time_unit == "ms":
+        times = times / 1000.0
+    return Recording(str(path), channels, data, np.array(labels, dtype=str), times)
+
+
+class RecordingWriter:
+    """Appends sample batches to a session CSV, durably.
+
+    Every `append` writes whole lines, flushes and fsyncs, so a kill leaves a file that is
+    valid up to its last full line. Opening an existing file resumes it: an unterminated last
+    line is cut off first and the header must match.
+    """
+
+    def __init__(self, path: str | os.PathLike, channels: list[str], time_column: str | None = "t",
+                 label_column: str = DEFAULT_LABEL_COLUMN, decimals: int = 5):
+        self.path = Path(path)
+        self.header = ([time_column] if time_column else []) + list(channels) + [label_column]
+        self._has_time = time_column is not None
+        self._fmt = f"{{:.{decimals}f}}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a+b")  # noqa: SIM115 - closed by close()/__exit__
+        self._file.seek(0)
+        existing = self._file.read()
+        if existing:
+            cut = existing.rfind(b"\n") + 1
+            if cut < len(existing):
+                self._file.truncate(cut)  # drop the interrupted line; samples before it stay
+            first = existing.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+            if first.split(",") != self.header:
+                self._file.close()
+                raise UserError(f"{self.path}:1: existing header {first!r} does not match "
+                                f"{','.join(self.header)!r}; choose another file")
+            self.samples_before = max(existing[:cut].count(b"\n") - 1, 0)
+        else:
+            self.samples_before = 0
+            self._write_lines([",".join(self.header)])
+
+    def _write_lines(self, lines: list[str]) -> None:
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(("\n".join(lines) + "\n").encode("utf-8"))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def append(self, data: np.ndarray, labels: list[str] | str, times: np.ndarray | None = None) -> None:
+        """Append samples (N, C) with one label each (or one label for all)."""
+        data = np.atleast_2d(data)
+        if isinstance(labels, str):
+            labels = [labels] * len(data)
+        if self._has_time and times is None:
+            raise ValueError("this recording has a time column: pass times")
+        fmt = self._fmt
+        lines = []
+        for i, row in enumerate(data):
+            fields = ([fmt.format(times[i])] if self._has_time else [])
+            fields += [fmt.format(v) for v in row] + [labels[i]]
+            lines.append(",".join(fields))
+        if lines:
+            self._write_lines(lines)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

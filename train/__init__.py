@@ -1,0 +1,1 @@
+"""Training: datasets, the three phases, evaluation and reports (imports TensorFlow lazily)."""
