@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from gesturekit.device.windowing import Normalization
+
 from gesturekit.errors import UserError
 
 FORMAT_VERSION = 1

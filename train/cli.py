@@ -20,7 +20,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True, help="folder to create")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--subjects", type=int, default=8)
-    synth.add_argument("--minutes", type=float, default=6.0, help="per subject")
+    synth.add_argument("--minutes", type=float, default=12.0, help="per subject")
     synth.add_argument("--rate", type=int, choices=(50, 100), default=50, help="sample rate in Hz")
     synth.add_argument("--force", action="store_true", help="replace an existing folder")
     synth.set_defaults(func=cmd_data_synth)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from gesturekit.device.recording import (
     DATASET_TOML,
     RecordingSpec,
@@ -22,6 +21,7 @@ from gesturekit.device.recording import (
     read_spec,
 )
 from gesturekit.device.windowing import UNLABELLED, cut_windows, window_labels
+
 from gesturekit.errors import UserError
 
 

@@ -1,0 +1,159 @@
+"""The data layer on real HAPT recordings and the synthetic default, and its one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gesturekit.train.datasets import load_dataset, make_windows, split_subjects
+from gesturekit.train.synth import SynthConfig, write_synthetic_dataset
+
+from gesturekit.cli import main
+
+HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def expected_hapt_counts() -> dict[str, int]:
+    """Labelled samples per class straight from labels.txt (inclusive, 1-based ranges)."""
+    names = {}
+    for line in (HAPT / "activity_labels.txt").read_text().splitlines():
+        if line.strip():
+            number, name = line.split()
+            names[int(number)] = name
+    counts = dict.fromkeys(names.values(), 0)
+    for row in np.loadtxt(HAPT / "RawData" / "labels.txt", dtype=int):
+        counts[names[row[2]]] += row[4] - row[3] + 1
+    return counts
+
+
+def test_hapt_info_matches_labels_file(capsys):
+    code, out, _ = run_cli(capsys, "data", "info", str(HAPT), "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert len(info["subjects"]) == 30
+    assert info["sessions"] == 61
+    assert info["samples"] == 1_122_772
+    assert info["sample_rate_hz"] == 50
+    assert len(info["channels"]) == 6
+    assert info["classes"] == expected_hapt_counts()
+    assert info["segments"]["STAND_TO_SIT"] == 60
+    assert info["imbalance_ratio"] == pytest.approx(138_105 / 8_029)
+
+
+def test_synthetic_default_is_imbalanced_and_reproducible(tmp_path, capsys):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert run_cli(capsys, "data", "synth", "--out", str(a))[0] == 0
+    assert run_cli(capsys, "data", "synth", "--out", str(b))[0] == 0
+    assert run_cli(capsys, "data", "synth", "--out", str(c), "--seed", "1")[0] == 0
+    files = sorted(p.name for p in a.iterdir())
+    assert files == sorted(p.name for p in b.iterdir())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert (a / "s01_session1.csv").read_bytes() != (c / "s01_session1.csv").read_bytes()
+
+    code, out, _ = run_cli(capsys, "data", "info", str(a), "--json")
+    info = json.loads(out)
+    assert code == 0 and info["imbalance_ratio"] >= 50
+    assert set(info["classes"]) == {"idle", "walk", "jump", "punch", "turn"}
+    assert max(info["classes"], key=info["classes"].get) == "walk"
+    assert len(info["subjects"]) == 8 and info["channels"] == ["ax", "ay", "az", "gx", "gy", "gz"]
+
+
+def test_synth_refuses_existing_folder(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "data", "synth", "--out", str(tmp_path))
+    assert code == 2 and "already exists" in err and "--force" in err
+
+
+def test_subject_wise_split_never_shares_a_person(tmp_path):
+    ds = load_dataset(write_synthetic_dataset(tmp_path / "d", SynthConfig(subjects=6, minutes=2)))
+    split = split_subjects(ds.subjects, seed=3)
+    assert not set(split.train) & set(split.val)
+    assert not set(split.train) & set(split.test)
+    assert not set(split.val) & set(split.test)
+    assert sorted(split.train + split.val + split.test, key=int) == ds.subjects
+    assert split_subjects(ds.subjects, seed=3) == split
+    named = split_subjects(ds.subjects, seed=0, test_subjects=["2", "4"])
+    assert named.test == ["2", "4"] and "2" not in named.train + named.val
+    windows = make_windows(ds, split.test, window=128, hop=64, purity=0.6)
+    assert set(windows.subjects) <= set(split.test) and len(windows.x) == len(windows.y) > 0
+
+
+def test_device_modules_do_not_import_tensorflow():
+    code = (
+        "import pkgutil, sys, importlib, gesturekit.device as d\n"
+        "for m in pkgutil.walk_packages(d.__path__, 'gesturekit.device.'):\n"
+        "    importlib.import_module(m.name)\n"
+        "heavy = [n for n in sys.modules if n.split('.')[0] in "
+        "('tensorflow', 'keras', 'tf_keras') or n.startswith(('gesturekit.train', 'gesturekit.export'))]\n"
+        "assert len(list(pkgutil.walk_packages(d.__path__))) >= 3\n"
+        "assert not heavy, heavy\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+# --- bad input: one line naming file, line and what was expected; exit code 2 ---------------
+
+HEADER = "t,ax,ay,az,label\n"
+GOOD = "0.00,0.1,0.2,1.0,walk\n0.02,0.1,0.2,1.0,walk\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"s1.csv": HEADER + GOOD + "0.04,0.1,1.0,walk\n"}, "s1.csv:4: expected 5 fields"),
+        ({"s1.csv": HEADER + GOOD + "0.04,0.1,abc,1.0,walk\n"},
+         "s1.csv:4: column 'ay': 'abc' is not a number"),
+        ({"s1.csv": HEADER + "0.00,nan,0.2,1.0,walk\n"}, "s1.csv:2: column 'ax': nan is not a finite number"),
+        ({"s1.csv": "t,ax,ay,az\n0,1,2,3\n"}, "s1.csv:1: no label column 'label'"),
+        ({"s1.csv": HEADER + GOOD, "dataset.toml": 'channels = ["ax", "gz"]\n'},
+         "s1.csv:1: no channel column 'gz'"),
+        ({"s1.csv": HEADER + GOOD, "dataset.toml": "sample_rate = 50\n"},
+         "dataset.toml: unknown key 'sample_rate'"),
+        ({"s1.csv": HEADER + GOOD, "dataset.toml": 'subject_pattern = "user(\\\\d+)"\n'},
+         "subject_pattern 'user(\\\\d+)' does not match session file 's1.csv'"),
+    ],
+)
+def test_bad_recordings_are_one_line_errors(tmp_path, capsys, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    code, out, err = run_cli(capsys, "data", "info", str(tmp_path))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert expected in err, err
+
+
+def test_hapt_folder_with_missing_gyro_file(tmp_path, capsys):
+    raw = tmp_path / "RawData"
+    raw.mkdir()
+    os.symlink(HAPT / "activity_labels.txt", tmp_path / "activity_labels.txt")
+    os.symlink(HAPT / "RawData" / "labels.txt", raw / "labels.txt")
+    os.symlink(HAPT / "RawData" / "acc_exp01_user01.txt", raw / "acc_exp01_user01.txt")
+    code, _, err = run_cli(capsys, "data", "info", str(tmp_path))
+    assert code == 2 and err.count("\n") == 1
+    assert "RawData/gyro_exp01_user01.txt: missing" in err
+
+
+def test_hapt_zip_reads_like_the_folder(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "hapt.zip", "w") as z:
+        z.write(HAPT / "activity_labels.txt", "HAPT Data Set/activity_labels.txt")
+        z.write(HAPT / "RawData" / "labels.txt", "HAPT Data Set/RawData/labels.txt")
+        for kind in ("acc", "gyro"):
+            name = f"{kind}_exp01_user01.txt"
+            z.write(HAPT / "RawData" / name, f"HAPT Data Set/RawData/{name}")
+    ds = load_dataset(tmp_path / "hapt.zip")
+    assert [s.name for s in ds.sessions] == ["exp01_user01"]
+    assert ds.sessions[0].data.shape == (20598, 6)
+    assert ds.sessions[0].label_ids[249] == 4 and ds.sessions[0].label_ids[248] == -1  # STANDING from 250

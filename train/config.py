@@ -1,0 +1,138 @@
+"""Training configuration: defaults, `--quick` budgets, a JSON or TOML config file, flags.
+
+Everything here is saved into `RUN/config.json`, so a run can be repeated from it.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from gesturekit.errors import UserError
+from gesturekit.train.augment import AugmentConfig
+from gesturekit.train.fit import PhaseBudget
+from gesturekit.train.imbalance import LOSSES, check_weight_mode
+from gesturekit.train.model import ModelConfig
+
+STRATEGIES = ("three-phase", "direct")
+DISTRIBUTE = ("none", "mirrored", "multi-worker")
+
+
+@dataclass
+class SandboxConfig:
+    windows_per_class: int = 40  # balanced subset of the training split
+    epochs: int = 40
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    min_train_accuracy: float = 0.8  # the subset must be (nearly) learnable
+    min_val_balanced_accuracy_x_chance: float = 2.0  # and beat chance on unseen subjects
+
+
+@dataclass
+class TrainConfig:
+    strategy: str = "three-phase"
+    seed: int = 0
+    window: int = 128
+    hop: int = 64
+    purity: float = 0.6
+    test_subjects: list[str] | None = None
+    val_subjects: list[str] | None = None
+    sandbox: bool = True
+    cnn_weights: str = "sqrt"  # phase 2 (three-phase)
+    lstm_weights: str = "inverse"  # phase 3 (three-phase)
+    direct_weights: str = "inverse"  # the single phase of `direct`
+    beta: float = 0.999  # for `effective` weights
+    loss: str = "crossentropy"  # every phase
+    gamma: float = 2.0  # focal loss
+    deterministic: bool = True
+    distribute: str = "none"
+    thin: dict | None = None  # {"classes": [...], "min_ratio": 50}: extreme-imbalance experiments
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    sandbox_phase: SandboxConfig = field(default_factory=SandboxConfig)
+    cnn: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
+    lstm: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
+    direct: PhaseBudget = field(default_factory=lambda: PhaseBudget(60, 15, 10, 64, 1e-3))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UserError(f"--strategy: unknown training strategy {self.strategy!r}; expected "
+                            f"one of {', '.join(STRATEGIES)}")
+        for name in ("cnn_weights", "lstm_weights", "direct_weights"):
+            check_weight_mode(getattr(self, name), f"{name.replace('_', '-')}")
+        if self.loss not in LOSSES:
+            raise UserError(f"--loss: unknown loss {self.loss!r}; expected one of {', '.join(LOSSES)}")
+        if self.distribute not in DISTRIBUTE:
+            raise UserError(f"--distribute: unknown {self.distribute!r}; expected one of "
+                            f"{', '.join(DISTRIBUTE)}")
+        if self.window <= 0 or self.hop <= 0 or not 0 < self.purity <= 1:
+            raise UserError(f"window and hop must be positive and 0 < purity <= 1 (got "
+                            f"{self.window}, {self.hop}, {self.purity})")
+
+
+QUICK = {
+    "sandbox_phase": {"windows_per_class": 24, "epochs": 25},
+    "cnn": {"epochs": 6, "min_epochs": 6, "patience": 6},
+    "lstm": {"epochs": 6, "min_epochs": 6, "patience": 6},
+    "direct": {"epochs": 8, "min_epochs": 8, "patience": 8},
+}
+
+_NESTED = {"model": ModelConfig, "augment": AugmentConfig, "sandbox_phase": SandboxConfig,
+           "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget}
+
+
+def apply_values(cfg: TrainConfig, values: dict, where: str) -> TrainConfig:
+    """Set fields from a (nested) dict; unknown keys are a user error naming `where`."""
+    known = {f.name for f in fields(TrainConfig)}
+    for key, value in values.items():
+        if key not in known:
+            raise UserError(f"{where}: unknown key {key!r} (expected one of {', '.join(sorted(known))})")
+        if key in _NESTED:
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: {key!r} must be a table of settings")
+            current = asdict(getattr(cfg, key)) if getattr(cfg, key) is not None else {}
+            sub_known = {f.name for f in fields(_NESTED[key])}
+            bad = [k for k in value if k not in sub_known]
+            if bad:
+                raise UserError(f"{where}: unknown key(s) {', '.join(bad)} in {key!r} "
+                                f"(expected {', '.join(sorted(sub_known))})")
+            try:
+                setattr(cfg, key, _NESTED[key](**{**current, **value}))
+            except TypeError as e:
+                raise UserError(f"{where}: bad value in {key!r} ({e})") from e
+        else:
+            setattr(cfg, key, value)
+    return cfg
+
+
+def read_config_file(path: str) -> dict:
+    """A JSON (.json) or TOML (anything else) file of TrainConfig keys."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"{p}: cannot read config file ({e.strerror})") from e
+    try:
+        values = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise UserError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'TOML'} ({e})") from e
+    if not isinstance(values, dict):
+        raise UserError(f"{p}: expected an object of settings")
+    return values
+
+
+def build_config(file: str | None = None, quick: bool = False, **flags) -> TrainConfig:
+    """Defaults, then `--quick` budgets, then the config file, then flags (None = not given)."""
+    cfg = TrainConfig()
+    if quick:
+        apply_values(cfg, QUICK, "--quick")
+    if file:
+        apply_values(cfg, read_config_file(file), file)
+    apply_values(cfg, {k: v for k, v in flags.items() if v is not None}, "command line")
+    cfg.check()
+    return cfg

@@ -1,0 +1,149 @@
+"""The run folder that `gesturekit train` writes and `export` / `evaluate` read.
+
+`RUN/config.json` holds everything needed to reproduce the run (dataset path and options,
+split, window, normalisation, model config, every phase hyper-parameter); `RUN/metrics.json`
+the results; `RUN/model.keras` the final CNN-LSTM (input normalised windows (T, C), output
+softmax probabilities); `RUN/cnn_head.keras` the phase-2 CNN head when the strategy has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gesturekit.device.windowing import Normalization
+from gesturekit.errors import UserError
+from gesturekit.train.datasets import Windows, make_windows
+from gesturekit.train.model import ModelConfig
+
+RUN_FORMAT_VERSION = 1
+CONFIG_JSON = "config.json"
+METRICS_JSON = "metrics.json"
+MODEL_FILES = {"cnn_lstm": "model.keras", "cnn_head": "cnn_head.keras"}
+
+
+@dataclass
+class RunInfo:
+    root: Path
+    config: dict
+    metrics: dict
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.config["labels"])
+
+    @property
+    def channels(self) -> list[str]:
+        return list(self.config["channels"])
+
+    @property
+    def units(self) -> dict[str, str]:
+        return dict(self.config.get("units") or {})
+
+    @property
+    def sample_rate_hz(self) -> float:
+        return float(self.config["sample_rate_hz"])
+
+    @property
+    def window(self) -> int:
+        return int(self.config["window"])
+
+    @property
+    def hop(self) -> int:
+        return int(self.config["hop"])
+
+    @property
+    def background_label(self) -> str | None:
+        return self.config.get("background_label")
+
+    @property
+    def normalization(self) -> Normalization:
+        return Normalization.from_dict(self.config["normalization"])
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(**self.config["model"])
+
+    @property
+    def split(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.config["split"].items()}
+
+
+REQUIRED_KEYS = ("format_version", "dataset", "window", "hop", "purity", "split", "labels",
+                 "channels", "sample_rate_hz", "normalization", "model")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from e
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return value
+
+
+def load_run(path: str | os.PathLike) -> RunInfo:
+    """Read a run folder's config and metrics; clear errors for anything that is not one."""
+    root = Path(path)
+    if not root.is_dir():
+        raise UserError(f"{root}: not a run folder (make one with `gesturekit train DATA --out RUN`)")
+    config_path = root / CONFIG_JSON
+    if not config_path.is_file():
+        raise UserError(f"{root}: run folder without {CONFIG_JSON}")
+    if not (root / MODEL_FILES["cnn_lstm"]).is_file():
+        raise UserError(f"{root}: run folder without a model ({MODEL_FILES['cnn_lstm']}); "
+                        "did training finish?")
+    config = _read_json(config_path)
+    missing = [k for k in REQUIRED_KEYS if k not in config]
+    if missing:
+        raise UserError(f"{config_path}: missing field(s) {', '.join(missing)}")
+    version = config["format_version"]
+    if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
+        raise UserError(f"{config_path}: format_version {version!r} is newer than this gesturekit "
+                        f"understands ({RUN_FORMAT_VERSION}); upgrade gesturekit")
+    metrics_path = root / METRICS_JSON
+    metrics = _read_json(metrics_path) if metrics_path.is_file() else {}
+    return RunInfo(root=root, config=config, metrics=metrics)
+
+
+def load_keras_model(run: RunInfo, which: str = "cnn_lstm"):
+    """The run's Keras 3 model (`cnn_lstm` = model.keras, `cnn_head` = cnn_head.keras).
+
+    Loaded with compile=False so custom training objects (focal loss) are not needed.
+    """
+    if which not in MODEL_FILES:
+        raise UserError(f"unknown model {which!r}; expected one of {', '.join(MODEL_FILES)}")
+    path = run.root / MODEL_FILES[which]
+    if not path.is_file():
+        raise UserError(f"{path}: missing; the run (strategy {run.config.get('strategy')!r}) "
+                        f"has no {which} model")
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path}: corrupt or not a Keras model file ({e})") from e
+
+
+def run_windows(run: RunInfo, subset: str = "train") -> Windows:
+    """Windows of one split subset, normalised with the run's training statistics.
+
+    Reloads the dataset the run was trained on and cuts it with the run's window, hop and
+    purity, so export calibration and evaluation see exactly what training saw.
+    """
+    from gesturekit.train.datasets import load_dataset
+
+    split = run.split
+    if subset not in split:
+        raise UserError(f"unknown subset {subset!r}; expected one of {', '.join(split)}")
+    dataset = load_dataset(run.config["dataset"]["path"], **run.config["dataset"].get("options", {}))
+    if dataset.labels != run.labels:
+        raise UserError(f"{run.config['dataset']['path']}: classes {dataset.labels} differ from "
+                        f"the run's {run.labels}")
+    windows = make_windows(dataset, split[subset], run.window, run.hop, float(run.config["purity"]))
+    windows.x = run.normalization.apply(windows.x)
+    return windows
