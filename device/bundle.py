@@ -8,10 +8,12 @@ the bundle through `write_model_json`; everything that reads one goes through `l
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 from gesturekit.device.windowing import Normalization
 
 from gesturekit.errors import UserError
@@ -19,6 +21,7 @@ from gesturekit.errors import UserError
 FORMAT_VERSION = 1
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20
+MAX_WINDOW = 100_000  # samples; the ring buffer holds two windows
 
 # Post-processing defaults written into every bundle; `run` flags override them.
 DEFAULT_POSTPROCESS = {
@@ -101,6 +104,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         return value
 
     version = get("format_version", int)
+    if version < 1:
+        raise UserError(f"{path}: format_version {version}; expected 1 to {FORMAT_VERSION}")
     if version > FORMAT_VERSION:
         raise UserError(f"{path}: format_version {version} is newer than this gesturekit "
                         f"understands ({FORMAT_VERSION}); upgrade gesturekit")
@@ -108,17 +113,20 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
     channels = get("channels", list)
     if not labels or not all(isinstance(x, str) for x in labels):
         raise UserError(f"{path}: field 'labels' must be a non-empty list of names")
+    if len(set(labels)) != len(labels):
+        raise UserError(f"{path}: field 'labels' names a class twice ({labels})")
     if not channels or not all(isinstance(x, str) for x in channels):
         raise UserError(f"{path}: field 'channels' must be a non-empty list of names")
-    background = get("background_label", str, required=False)
+    background = get("background_label", (str, type(None)), required=False)  # null: none
     if background is not None and background not in labels:
         raise UserError(f"{path}: background_label {background!r} is not one of the labels")
     window, hop = get("window", int), get("hop", int)
-    if window <= 0 or hop <= 0:
-        raise UserError(f"{path}: window and hop must be positive (got {window}, {hop})")
+    if not (0 < window <= MAX_WINDOW and 0 < hop <= MAX_WINDOW):
+        raise UserError(f"{path}: window and hop must be within 1..{MAX_WINDOW} samples "
+                        f"(got {window}, {hop})")
     rate = float(get("sample_rate_hz", (int, float)))
-    if not rate > 0:
-        raise UserError(f"{path}: sample_rate_hz must be positive (got {rate})")
+    if not 0 < rate < math.inf:
+        raise UserError(f"{path}: sample_rate_hz must be a positive number (got {rate})")
     norm = get("normalization", dict)
     try:
         normalization = Normalization.from_dict(norm)
@@ -128,13 +136,20 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         if values.shape != (len(channels),):
             raise UserError(f"{path}: normalization.{name} has {values.size} values for "
                             f"{len(channels)} channels")
-    if not (normalization.std > 0).all():
-        raise UserError(f"{path}: normalization.std must be positive")
+    if not (np.isfinite(normalization.mean).all() and np.isfinite(normalization.std).all()
+            and (normalization.std > 0).all()):
+        raise UserError(f"{path}: normalization.mean must be finite and normalization.std "
+                        "finite and positive")
     files = get("files", dict)
     for kind, name in files.items():
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise UserError(f"{path}: files.{kind} must be a plain file name inside the bundle")
     postprocess = {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}
+    for key, value in postprocess.items():
+        kind = int if isinstance(DEFAULT_POSTPROCESS.get(key), int) else (int, float)
+        if not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value):
+            raise UserError(f"{path}: postprocess.{key} must be a finite number "
+                            f"(got {value!r})")
     return Bundle(
         root=root, labels=labels, background_label=background, channels=channels,
         units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,

@@ -1,5 +1,213 @@
-"""Subcommands for the board side: run, simulate, record."""
+"""Subcommands for the board side: run, simulate, record (no TensorFlow anywhere below)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gesturekit.errors import UserError
 
 
-def add_commands(commands) -> None:
-    """Filled in by the live-side work."""
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    run = commands.add_parser("run", help="classify a live serial stream and print gesture events")
+    run.add_argument("--port", help="serial port or pyserial URL (/dev/ttyACM0, COM3, "
+                                    "socket://host:port, ...)")
+    run.add_argument("--model", required=True, help="model bundle folder (from `gesturekit export`)")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="one JSON object per line")
+    shown.add_argument("--view", action="store_true", help="full-screen live view (the default "
+                       "when stdout is a terminal and neither --json nor --windows is given)")
+    shown.add_argument("--no-view", action="store_true", help="readable lines even on a terminal")
+    run.add_argument("--trace", type=lambda s: [c for c in s.split(",") if c],
+                     help="channels to trace in the view, e.g. ax,gz (default: |acc| and |gyro|)")
+    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"),
+                     help="interpreter (default: the first installed of these, in this order)")
+    kind = run.add_mutually_exclusive_group()
+    kind.add_argument("--int8", action="store_true", help="run the full-int8 TFLite model")
+    kind.add_argument("--float", action="store_true", help="run the float model (default)")
+    run.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
+    run.add_argument("--baud", type=int, default=115200)
+    run.add_argument("--rate", type=float, help="the stream's sample rate in Hz (default: "
+                                                "measured over the first 2 s)")
+    run.add_argument("--match", help="find the board by USB VID:PID (hex) or description, "
+                                     "also after it comes back")
+    run.add_argument("--windows", action="store_true",
+                     help="also print every window's top label and probabilities")
+    post = run.add_argument_group("post-processing (defaults from the bundle)")
+    post.add_argument("--smoothing", type=int, help="average over the last K windows")
+    post.add_argument("--threshold", type=float, help="smoothed confidence to announce")
+    post.add_argument("--min-consecutive", type=int, help="windows in a row that must agree")
+    post.add_argument("--refractory", type=float, help="seconds of silence after an event")
+    waits = run.add_argument_group("deadlines")
+    waits.add_argument("--first-line-timeout", type=float, default=5.0,
+                       help="seconds to wait for a valid line after connecting (default 5)")
+    waits.add_argument("--reconnect-timeout", type=float, default=10.0,
+                       help="seconds to keep reopening a vanished port (default 10; 0: stop)")
+    waits.add_argument("--gap", type=float, default=1.0,
+                       help="a silence this long restarts the windows (default 1 s)")
+    run.set_defaults(func=cmd_run)
+
+    sim = commands.add_parser("simulate", help="play a recording into a pseudo-terminal like a board")
+    sim.add_argument("recording", help="recording-format CSV, or a HAPT RawData/acc_expNN_userNN.txt")
+    where = sim.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="create a pseudo-terminal; its path "
+                                                          "is the first line printed")
+    where.add_argument("--port", help="write to this pyserial port or URL instead")
+    sim.add_argument("--link", help="with --pty: keep a symlink to the current pty here")
+    sim.add_argument("--speed", type=float, default=1.0, help="times real rate (default 1)")
+    sim.add_argument("--rate", type=float, help="sample rate of the recording, when not in "
+                                                "its dataset.toml")
+    sim.add_argument("--garbage", type=float, default=0.0,
+                     help="probability of a junk line before each sample")
+    sim.add_argument("--drop", type=float, default=0.0, help="probability of leaving a sample out")
+    sim.add_argument("--cut-lines", action="store_true", help="write bytes in pieces that "
+                                                              "split lines")
+    sim.add_argument("--disconnect-after", type=float, help="close the port after S seconds and "
+                                                            "open a new one (a pulled cable)")
+    sim.add_argument("--reconnect-pause", type=float, default=0.5,
+                     help="seconds between closing the port and opening the new one (default 0.5)")
+    sim.add_argument("--no-header", action="store_true", help="send no header line")
+    sim.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--stats", help="write what was sent (lines, garbage, drops) as JSON here")
+    sim.add_argument("--wait-reader", type=float, default=60.0,
+                     help="seconds to wait for a program to open the pty (default 60)")
+    sim.set_defaults(func=cmd_simulate)
+
+    rec = commands.add_parser("record", help="record a labelled session from a board")
+    rec.add_argument("--port", required=True, help="serial port or pyserial URL")
+    rec.add_argument("--label", required=True, help="label of the samples (key 0 returns to it)")
+    rec.add_argument("--labels", type=lambda s: [x for x in s.split(",") if x], default=[],
+                     help="labels for keys 1..9, e.g. walk,jump: type a digit to switch")
+    rec.add_argument("--out", required=True, help="dataset folder (created; dataset.toml written)")
+    rec.add_argument("--session", help="session file name (default: session_<date>_<time>)")
+    stop = rec.add_mutually_exclusive_group()
+    stop.add_argument("--seconds", type=float, help="record this long")
+    stop.add_argument("--samples", type=int, help="record this many samples")
+    rec.add_argument("--channels", type=lambda s: s.split(","),
+                     help="channel names when the board sends no header")
+    rec.add_argument("--rate", type=float, help="sample rate in Hz (default: measured)")
+    rec.add_argument("--baud", type=int, default=115200)
+    rec.set_defaults(func=cmd_record)
+
+
+def _on_signals(handler) -> None:
+    """Ctrl-C and SIGTERM end the command cleanly (summary, exit 0) instead of a traceback."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: handler())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gesturekit.device.backends import Classifier, choose_backend
+    from gesturekit.device.bundle import load_bundle
+    from gesturekit.device.ports import find_port
+    from gesturekit.device.postprocess import PostprocessConfig
+    from gesturekit.device.runner import Printer, Runner, RunOptions
+
+    port = args.port
+    if port is None:
+        if not args.match:
+            raise UserError("give --port PORT (or --match VID:PID to find the board)")
+        port = find_port(args.match)
+        if port is None:
+            raise UserError(f"--match {args.match}: no serial port matches; is the board "
+                            "plugged in? (list ports with `python -m serial.tools.list_ports`)")
+    bundle = load_bundle(args.model)
+    backend, kind = choose_backend(bundle, args.backend, args.int8)
+    classifier = Classifier(bundle, backend, kind, threads=args.threads)
+    postprocess = PostprocessConfig.for_bundle(bundle, {
+        "smoothing": args.smoothing, "threshold": args.threshold,
+        "min_consecutive": args.min_consecutive, "refractory_s": args.refractory})
+    options = RunOptions(port=port, baudrate=args.baud, duration_s=args.duration,
+                         first_line_timeout_s=args.first_line_timeout,
+                         reconnect_timeout_s=args.reconnect_timeout, gap_s=args.gap,
+                         match=args.match, print_windows=args.windows, rate_hz=args.rate)
+    if args.view or not (args.json or args.no_view or args.windows or not sys.stdout.isatty()):
+        from gesturekit.device.view import LiveView
+
+        output = LiveView(bundle, postprocess, port, trace=args.trace)
+    else:
+        output = Printer(args.json)
+    runner = Runner(bundle, classifier, postprocess, options, output)
+    _on_signals(runner.stop)
+    try:
+        runner.run()
+    finally:
+        output.close()  # the terminal comes back even when the run fails
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gesturekit.device.simulate import (
+        PortSink,
+        PtySink,
+        SimOptions,
+        SimStats,
+        load_session,
+        play,
+        write_stats,
+    )
+
+    for name in ("garbage", "drop"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            raise UserError(f"--{name} {getattr(args, name)}: expected a probability in 0..1")
+    if not args.speed > 0:
+        raise UserError(f"--speed {args.speed}: expected a positive factor")
+    session = load_session(args.recording, args.rate)
+    opts = SimOptions(speed=args.speed, garbage=args.garbage, drop=args.drop,
+                      cut_lines=args.cut_lines, disconnect_after_s=args.disconnect_after,
+                      reconnect_pause_s=args.reconnect_pause,
+                      header=not args.no_header, loop=args.loop, seed=args.seed,
+                      wait_reader_s=args.wait_reader)
+    sink = PtySink(args.link) if args.pty else PortSink(args.port)
+    shown = []
+
+    def announce(path: str) -> None:
+        if not shown or shown[-1] != path:
+            print(path, flush=True)
+            shown.append(path)
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    _on_signals(interrupt)
+    stats = SimStats()
+    try:
+        play(session, sink, opts, stats, announce)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sink.close()
+        write_stats(args.stats, stats)
+    return 0
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from gesturekit.device.record import KeyReader, Recorder, RecordOptions
+
+    if args.labels and len(args.labels) > 9:
+        raise UserError(f"--labels: at most 9 labels (keys 1..9), got {len(args.labels)}")
+    session = args.session or time.strftime("session_%Y%m%d_%H%M%S")
+    if "/" in session or session.startswith("."):
+        raise UserError(f"--session {session}: expected a plain file name")
+    opts = RecordOptions(port=args.port, out=Path(args.out), label=args.label, labels=args.labels,
+                         session=session, seconds=args.seconds, samples=args.samples,
+                         channels=args.channels, rate_hz=args.rate, baudrate=args.baud)
+    keys = KeyReader(sys.stdin)
+    recorder = Recorder(opts, keys)
+    _on_signals(recorder.stop)
+    if args.labels:
+        choices = ", ".join(f"{i + 1}={name}" for i, name in enumerate(args.labels))
+        print(f"record: keys {choices}, 0={args.label}", file=sys.stderr, flush=True)
+    try:
+        result = recorder.run()
+    finally:
+        keys.close()
+    print(f"recorded {result['samples']} samples at {result['sample_rate_hz']:g} Hz into "
+          f"{result['path']} (labels: {result['labels']}; {result['bad_lines']} bad lines; "
+          f"{result['ended']})")
+    return 0

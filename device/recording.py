@@ -23,6 +23,7 @@ from gesturekit.errors import UserError
 DEFAULT_LABEL_COLUMN = "label"
 DATASET_TOML = "dataset.toml"
 MAX_LINE_BYTES = 4096  # a recording line is a few hundred bytes; longer is not a recording
+MAX_SPEC_BYTES = 1 << 16  # a dataset.toml is a dozen lines
 
 
 @dataclass
@@ -59,6 +60,8 @@ def read_spec(path: str | os.PathLike) -> RecordingSpec:
     """Read and check a `dataset.toml`."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise UserError(f"{path}: larger than {MAX_SPEC_BYTES} bytes; not a dataset.toml")
         values = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read ({e})") from e
@@ -80,10 +83,13 @@ def read_spec(path: str | os.PathLike) -> RecordingSpec:
             raise UserError(f"{path}: key '{key}' has the wrong type ({type(value).__name__})")
     if "channels" in values and not all(isinstance(c, str) for c in values["channels"]):
         raise UserError(f"{path}: key 'channels' must be a list of column names")
+    if not all(isinstance(u, str) for u in values.get("units", {}).values()):
+        raise UserError(f"{path}: key 'units' must map channel names to unit names, "
+                        'e.g. { ax = "g" }')
     if values.get("time_unit", "s") not in ("s", "ms"):
         raise UserError(f"{path}: key 'time_unit' must be \"s\" or \"ms\", got {values['time_unit']!r}")
-    if "sample_rate_hz" in values and not values["sample_rate_hz"] > 0:
-        raise UserError(f"{path}: key 'sample_rate_hz' must be positive")
+    if "sample_rate_hz" in values and not 0 < values["sample_rate_hz"] < math.inf:
+        raise UserError(f"{path}: key 'sample_rate_hz' must be a positive number of Hz")
     if "subject_pattern" in values:
         try:
             re.compile(values["subject_pattern"])
@@ -131,6 +137,19 @@ def _number(text: str, where: str, column: str) -> float:
     return value
 
 
+def _next_row(rows, path: Path, line: int) -> list[str]:
+    """The CSV row of `line`; a quoted field that runs past its line is an error (one sample
+    per line), as is anything the csv module refuses."""
+    try:
+        row = next(rows)
+    except csv.Error as e:
+        raise UserError(f"{path}:{line}: not valid CSV ({e})") from None
+    if rows.line_num != line:
+        raise UserError(f"{path}:{line}: a quoted field runs over the end of the line; "
+                        "expected one sample per line")
+    return row
+
+
 def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -> Recording:
     """Read one session CSV; errors name the file, line and column.
 
@@ -146,13 +165,17 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: byte {e.start}: not UTF-8 text; expected a CSV recording") from e
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith(("\n", "\r")):
-        lines.pop()  # interrupted write: valid up to the last full line
+    # Lines end at "\n" only (str.splitlines would also split at \x1c, \u2028, ...).
+    lines = text.split("\n")
+    lines = [line + "\n" for line in lines[:-1]]  # the last piece is unterminated: dropped
     if not lines:
         raise UserError(f"{path}: empty file; expected a header row of column names")
+    for n, line in enumerate(lines):
+        if len(line) > MAX_LINE_BYTES:
+            raise UserError(f"{path}:{n + 1}: line longer than {MAX_LINE_BYTES} characters; "
+                            "expected one sample per line")
     rows = csv.reader(lines)
-    header = [h.strip() for h in next(rows)]
+    header = [h.strip() for h in _next_row(rows, path, 1)]
     if len(set(header)) != len(header):
         raise UserError(f"{path}:1: duplicate column names in header {header}")
 
@@ -175,8 +198,9 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
     data = np.empty((len(lines) - 1, len(chan_idx)), dtype=np.float32)
     times = np.empty(len(lines) - 1) if time_idx is not None else None
     labels: list[str] = []
-    for n, row in enumerate(rows):
+    for n in range(len(lines) - 1):
         where = f"{path}:{n + 2}"
+        row = _next_row(rows, path, n + 2)
         if len(row) != len(header):
             raise UserError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
         data[n] = [_number(row[i], where, header[i]) for i in chan_idx]

@@ -66,7 +66,6 @@ class Graph:
     tensors: list[Tensor]
     inputs: list[int]
     outputs: list[int]
-    subgraphs: int
 
 
 def _model(buf: bytes | bytearray) -> schema.Model:
@@ -109,7 +108,7 @@ def read_graph(buf: bytes | bytearray) -> Graph:
                       [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else [],
                       [int(v) for v in op.OutputsAsNumpy()] if op.OutputsLength() else []))
     return Graph(ops, tensors, [int(v) for v in sub.InputsAsNumpy()],
-                 [int(v) for v in sub.OutputsAsNumpy()], model.SubgraphsLength())
+                 [int(v) for v in sub.OutputsAsNumpy()])
 
 
 def model_ops(buf: bytes | bytearray) -> list[str]:

@@ -25,6 +25,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synth.add_argument("--force", action="store_true", help="replace an existing folder")
     synth.set_defaults(func=cmd_data_synth)
 
+    add_train_commands(commands)
+    add_plot_command(commands)
+
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     """Flags that give `dataset.toml` keys on the command line."""
@@ -73,4 +76,124 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
                       sample_rate_hz=args.rate)
     path = write_synthetic_dataset(args.out, cfg, force=args.force)
     print(f"wrote {path} ({cfg.subjects} subjects, {cfg.minutes:g} min each at {cfg.sample_rate_hz} Hz)")
+    return 0
+
+
+# --- training and evaluation ----------------------------------------------------------------
+
+
+def _subjects(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def add_train_commands(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="train a CNN-LSTM and write a run folder",
+        description="Flags override the --config file, which overrides the defaults "
+                    "(or the --quick budget).")
+    train.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
+    train.add_argument("--out", required=True, help="run folder to create")
+    train.add_argument("--force", action="store_true", help="replace a non-empty --out")
+    train.add_argument("--config", help="JSON or TOML file of training settings")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
+    train.add_argument("--strategy", help="direct (default: the whole CNN-LSTM with class weights, "
+                                          "best on HAPT) or three-phase (sandbox, CNN head, "
+                                          "frozen-CNN LSTM)")
+    train.add_argument("--weights", help="class-weight mode for every phase: none, inverse, "
+                                         "sqrt, cbrt, effective")
+    train.add_argument("--cnn-weights", help="phase-2 class weights (three-phase)")
+    train.add_argument("--lstm-weights", help="phase-3 class weights (three-phase)")
+    train.add_argument("--beta", type=float, help="beta of the effective class weights")
+    train.add_argument("--loss", help="crossentropy or focal (every phase)")
+    train.add_argument("--gamma", type=float, help="focal loss gamma")
+    train.add_argument("--augment", action="store_true",
+                       help="jitter, scaling, 3-D rotation and time warp with default strengths")
+    train.add_argument("--test-subjects", type=_subjects, help="comma-separated, e.g. 2,4,9")
+    train.add_argument("--val-subjects", type=_subjects, help="comma-separated, from the rest")
+    train.add_argument("--window", type=int, help="samples per window (default 128)")
+    train.add_argument("--hop", type=int, help="samples between windows (default 64)")
+    train.add_argument("--train-hop", type=int,
+                       help="hop for cutting training windows only (default: --hop)")
+    train.add_argument("--purity", type=float, help="share of a window its label must cover (0.6)")
+    train.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
+    train.add_argument("--distribute", help="tf.distribute: none, mirrored, multi-worker")
+    add_dataset_options(train)
+    train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="score a run (or a bundle with --stream) on any dataset")
+    evaluate.add_argument("model", help="run folder, or model bundle (with --stream)")
+    evaluate.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
+    evaluate.add_argument("--subjects", type=_subjects, help="only these subjects (default all)")
+    evaluate.add_argument("--out", help="folder for report.md, plots and scores.json")
+    evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
+    evaluate.add_argument("--stream", action="store_true",
+                          help="replay sessions sample by sample through the bundle's runner")
+    add_dataset_options(evaluate)
+    evaluate.set_defaults(func=cmd_evaluate)
+
+
+AUGMENT_DEFAULTS = {"jitter": 0.05, "scaling": 0.1, "rotation_deg": 15.0, "time_warp": 0.1}
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from gesturekit.train.config import build_config
+    from gesturekit.train.trainer import train_run
+
+    weights = args.weights
+    cfg = build_config(
+        args.config, quick=args.quick, seed=args.seed, strategy=args.strategy,
+        cnn_weights=args.cnn_weights or weights, lstm_weights=args.lstm_weights or weights,
+        direct_weights=weights, beta=args.beta, loss=args.loss, gamma=args.gamma,
+        test_subjects=args.test_subjects, val_subjects=args.val_subjects, window=args.window,
+        hop=args.hop, train_hop=args.train_hop, purity=args.purity, distribute=args.distribute,
+        sandbox=False if args.skip_sandbox else None,
+        augment=AUGMENT_DEFAULTS if args.augment else None)
+    train_run(args.data, args.out, cfg, dataset_overrides(args), force=args.force)
+    print(f"run folder: {args.out} (report.md, metrics.json, model.keras)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from gesturekit.train.evaluate import evaluate_command
+
+    return evaluate_command(args.model, args.data, dataset_overrides(args), subjects=args.subjects,
+                            out=args.out, as_json=args.json, stream=args.stream)
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def add_plot_command(commands: argparse._SubParsersAction) -> None:
+    plot = commands.add_parser(
+        "plot", help="draw a session with its labels (and a bundle's predictions and events)")
+    plot.add_argument("recording", help="recording-format CSV, or a HAPT RawData/acc_expNN_userNN.txt")
+    plot.add_argument("--model", help="model bundle: add per-window predictions and events")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    plot.add_argument("--rate", type=float, help="sample rate when not in dataset.toml")
+    plot.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"))
+    plot.add_argument("--int8", action="store_true", help="predict with the full-int8 model")
+    plot.add_argument("--threshold", type=float, help="post-processing overrides, as for `run`")
+    plot.add_argument("--smoothing", type=int)
+    plot.add_argument("--min-consecutive", type=int)
+    plot.add_argument("--refractory", type=float)
+    plot.add_argument("--json", action="store_true", help="print the numbers behind the picture")
+    plot.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from gesturekit.train.plots import plot_recording
+
+    result = plot_recording(args.recording, args.out, args.model, rate_hz=args.rate,
+                            backend=args.backend, int8=args.int8, postprocess={
+                                "smoothing": args.smoothing, "threshold": args.threshold,
+                                "min_consecutive": args.min_consecutive,
+                                "refractory_s": args.refractory})
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        model = f", {len(result.window_ends)} windows, {len(result.events)} events" if args.model else ""
+        print(f"wrote {args.out}: {result.samples} samples, {len(result.segments)} labelled "
+              f"segments{model}")
     return 0

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-
 from gesturekit.train.augment import AugmentConfig, augment
 from gesturekit.train.metrics import macro_f1
 

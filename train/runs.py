@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gesturekit.device.windowing import Normalization
-from gesturekit.errors import UserError
 from gesturekit.train.datasets import Windows, make_windows
 from gesturekit.train.model import ModelConfig
+
+from gesturekit.errors import UserError
 
 RUN_FORMAT_VERSION = 1
 CONFIG_JSON = "config.json"
@@ -144,6 +145,12 @@ def run_windows(run: RunInfo, subset: str = "train") -> Windows:
     if dataset.labels != run.labels:
         raise UserError(f"{run.config['dataset']['path']}: classes {dataset.labels} differ from "
                         f"the run's {run.labels}")
+    thin = run.config.get("thin")
+    if thin:  # an extreme-imbalance run: the same seeded thinning of the fitting subjects
+        from gesturekit.train.imbalance import thin_to_ratio
+
+        dataset, _ = thin_to_ratio(dataset, thin["classes"], split["train"] + split["val"],
+                                   thin["min_ratio"], int(run.config["seed"]))
     windows = make_windows(dataset, split[subset], run.window, run.hop, float(run.config["purity"]))
     windows.x = run.normalization.apply(windows.x)
     return windows

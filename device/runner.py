@@ -1,0 +1,354 @@
+"""The live runner: serial port -> line parser -> ring buffer -> model -> events.
+
+One thread. Every read takes what the port has (`read(in_waiting or 1)`, 50 ms timeout), the
+parser turns it into whole samples, the `StreamWindower` yields a window every `hop`
+samples, the classifier normalises/quantises/invokes, and the `EventDetector` decides. A
+vanished port is reopened with back-off until a deadline; the windower and the detector
+restart after every gap (a reconnect or a silence), so no window spans one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol, TextIO
+
+import numpy as np
+import serial
+from gesturekit.device.backends import Classifier
+from gesturekit.device.bundle import Bundle
+from gesturekit.device.lineparser import LineParser
+from gesturekit.device.ports import DEFAULT_BAUD, find_port, open_port
+from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.windowing import StreamWindower
+
+from gesturekit.errors import UserError
+
+RATE_PROBE_S = 2.0  # stream seconds before the measured rate is compared with the model's
+RATE_PROBE_SAMPLES = 10  # and at least this many samples
+RATE_TOLERANCE = 0.1  # relative difference that earns a warning
+WRONG_COUNT_LINES = 3  # numeric lines of another width, before any good one, that prove a mismatch
+STATUS_EVERY_S = 0.5
+LATENCY_WINDOWS = 10_000  # latency percentiles cover this many recent windows
+MAX_NAP_S = 0.1  # at most this much stream piles up unread (700 bytes at 100 Hz; ptys hold 4 KB)
+
+
+@dataclass
+class RunOptions:
+    port: str
+    baudrate: int = DEFAULT_BAUD
+    duration_s: float | None = None
+    first_line_timeout_s: float = 5.0  # no valid sample within this after (re)connecting: error
+    reconnect_timeout_s: float = 10.0  # give up when the port stays away this long
+    gap_s: float = 1.0  # a silence this long is a gap: the windower restarts
+    match: str | None = None  # VID:PID or description: find the board again after a reconnect
+    print_windows: bool = False  # also print every window's top label and probabilities
+    rate_hz: float | None = None  # the stream's rate when known; else measured
+
+
+@dataclass
+class RunStats:
+    windows: int = 0
+    events: int = 0
+    gaps: int = 0
+    reconnects: int = 0
+    # The last LATENCY_WINDOWS only: a run of days keeps flat memory (bench/soak.py).
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOWS))
+    rate_hz: float | None = None
+    ended: str = "duration"
+
+
+class Output(Protocol):
+    """Where the runner reports: `Printer` (lines or JSON) or `view.LiveView` (full screen)."""
+
+    def emit(self, record: dict, text: str) -> None: ...  # an event, gap, window or the summary
+    def warn(self, message: str) -> None: ...
+    def status(self, health: dict) -> None: ...  # every STATUS_EVERY_S, see Runner.health
+    def samples(self, block: np.ndarray) -> None: ...  # parsed samples (k, C), hot path
+    def window(self, probs: np.ndarray) -> None: ...  # every window's output, hot path
+    def close(self) -> None: ...
+
+
+class Printer:
+    """Events, gaps and the summary as text or JSON lines on stdout; a status line on a TTY."""
+
+    def __init__(self, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
+        self.as_json, self.out, self.err = as_json, out, err
+        self.status_on = err.isatty()
+        self._status_shown = False
+
+    def emit(self, record: dict, text: str) -> None:
+        self._clear_status()
+        self.out.write((json.dumps(record) if self.as_json else text) + "\n")
+        self.out.flush()
+
+    def warn(self, message: str) -> None:
+        self._clear_status()
+        self.err.write(f"gesturekit run: warning: {message}\n")
+        self.err.flush()
+
+    def status(self, health: dict) -> None:
+        if self.status_on:
+            self.err.write("\r\033[K" + status_text(health))
+            self.err.flush()
+            self._status_shown = True
+
+    def samples(self, block: np.ndarray) -> None:
+        """Lines and JSON show no signal."""
+
+    def window(self, probs: np.ndarray) -> None:
+        """Windows are printed through `emit` only with --windows."""
+
+    def close(self) -> None:
+        self._clear_status()
+
+    def _clear_status(self) -> None:
+        if self._status_shown:
+            self.err.write("\r\033[K")
+            self._status_shown = False
+
+
+def status_text(health: dict) -> str:
+    rate = f"{health['rate_hz']:.0f} Hz" if health["rate_hz"] else "-- Hz"
+    lat = health["latency_ms"]
+    p = f"p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms" if lat["p50"] is not None else ""
+    return (f"{rate} | {health['samples']} samples | {health['bad_lines']} bad | "
+            f"{health['windows']} windows | {health['events']} events | {p}")
+
+
+class Runner:
+    """Runs one model on one stream until the duration ends, `stop()` is called or the port
+    stays away past the reconnect deadline."""
+
+    def __init__(self, bundle: Bundle, classifier: Classifier, postprocess: PostprocessConfig,
+                 options: RunOptions, printer: Output):
+        self.bundle, self.classifier, self.options, self.printer = bundle, classifier, options, printer
+        self.parser = LineParser(len(bundle.channels))
+        self.windower = StreamWindower(bundle.window, bundle.hop, len(bundle.channels))
+        self.detector = EventDetector(postprocess, bundle.labels, bundle.background_index)
+        self.stats = RunStats()
+        self._stop = False
+        self._samples_at_connect = 0
+        self._samples_at_reset = 0  # the windower restarted here (its first window is due
+        # `window` samples later, then every `hop`)
+        self._header_checked = False
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from a signal handler)."""
+        self._stop = True
+
+    def run(self) -> dict:
+        """Process the stream; returns the summary (also printed)."""
+        opts = self.options
+        self._port = open_port(opts.port, opts.baudrate)
+        self._start = time.monotonic()
+        cpu_start = time.process_time()
+        end = self._start + opts.duration_s if opts.duration_s else None
+        self._connected_at = self._last_data = self._start
+        self._first_sample_time: float | None = None
+        next_status = self._start
+        try:
+            while not self._stop:
+                now = time.monotonic()
+                if end is not None and now >= end:
+                    break
+                try:
+                    # Bytes already waiting: the stream runs faster than the nap assumes
+                    # (a board that sped up); read at once instead of falling behind.
+                    if not self._port.in_waiting:
+                        time.sleep(self._nap())
+                    chunk = self._port.read(self._port.in_waiting or 1)
+                    if chunk and self._port.in_waiting:  # the rest of the line that woke us
+                        chunk += self._port.read(self._port.in_waiting)
+                except (serial.SerialException, OSError):
+                    if not self._reconnect("disconnected"):
+                        break
+                    continue
+                if chunk:
+                    self._process(chunk, time.perf_counter())
+                    self._last_data = time.monotonic()
+                self._check_deadlines(now)  # junk keeps coming but no sample: the same deadline
+                if now >= next_status:
+                    self.printer.status(self.health())
+                    next_status = now + STATUS_EVERY_S
+        finally:
+            self._port.close()
+        if self._stop:
+            self.stats.ended = "interrupted"
+        self.parser.finish()
+        return self._summary(time.process_time() - cpu_start)
+
+    def _nap(self) -> float:
+        """Seconds to let samples pile up in the port's buffer before reading: none when the
+        next sample completes a window (it is read at once), else up to MAX_NAP_S. Fewer,
+        larger reads cost less CPU than one read per sample and add no decision latency."""
+        if self.stats.rate_hz is None:  # until the rate is measured, read every sample
+            return 0.0
+        n = self.parser.stats.samples - self._samples_at_reset
+        window, hop = self.bundle.window, self.bundle.hop
+        until = window - n if n < window else hop - (n - window) % hop
+        # Wake two samples early, with 20% to spare for a jittery stream.
+        return max(0.0, min(0.8 * (until - 2) / self.stats.rate_hz, MAX_NAP_S))
+
+    # --- per chunk ---------------------------------------------------------------------------
+
+    def _process(self, chunk: bytes, t_read: float) -> None:
+        samples = self.parser.feed(chunk)
+        self._check_stream()
+        if not len(samples):
+            return
+        self.printer.samples(samples)
+        now = time.monotonic()
+        if self._first_sample_time is None:
+            self._first_sample_time = now
+            self._first_sample_index = self.parser.stats.samples - len(samples) + 1
+        self._check_rate(now)
+        rate = self.bundle.sample_rate_hz
+        for i, sample in enumerate(samples):
+            window = self.windower.push(sample)
+            if window is None:
+                continue
+            end_sample = self.parser.stats.samples - len(samples) + i + 1
+            probs = self.classifier(window)
+            self.printer.window(probs)
+            event = self.detector.update(probs, end_sample / rate, end_sample)
+            latency_ms = (time.perf_counter() - t_read) * 1000.0
+            self.stats.windows += 1
+            self.stats.latencies_ms.append(latency_ms)
+            if self.options.print_windows:
+                top = int(np.argmax(probs))
+                self.printer.emit(
+                    {"kind": "window", "sample": end_sample, "label": self.bundle.labels[top],
+                     "confidence": float(probs[top]), "probs": [float(p) for p in probs]},
+                    f"  window @{end_sample}: {self.bundle.labels[top]} {probs[top]:.3f}")
+            if event is not None:
+                self.stats.events += 1
+                t = time.monotonic() - self._start
+                self.printer.emit(
+                    {"kind": "event", "time": round(t, 3), "label": event.label,
+                     "confidence": round(event.confidence, 4), "latency_ms": round(latency_ms, 3),
+                     "sample": end_sample},
+                    f"{t:9.2f} s  {event.label:<20} {event.confidence:5.2f}  "
+                    f"({latency_ms:.1f} ms)")
+
+    def _check_stream(self) -> None:
+        """Channel mismatch (an error) and header names (a warning), from what the parser saw."""
+        stats = self.parser.stats
+        if stats.samples == self._samples_at_connect and stats.wrong_counts:
+            width, lines = stats.wrong_counts.most_common(1)[0]
+            if lines >= WRONG_COUNT_LINES:
+                raise UserError(
+                    f"port {self.options.port} sends {width} values per line but the model "
+                    f"{self.bundle.root} expects {len(self.bundle.channels)} "
+                    f"({', '.join(self.bundle.channels)})")
+        if self.parser.header and not self._header_checked:
+            self._header_checked = True
+            if self.parser.header != self.bundle.channels:
+                self.printer.warn(f"stream header {self.parser.header} differs from the model's "
+                                  f"channels {self.bundle.channels}; using the column order")
+
+    def _check_rate(self, now: float) -> None:
+        if self.stats.rate_hz is not None:
+            return
+        # Samples after the first one, over the time since it arrived.
+        received = self.parser.stats.samples - self._first_sample_index
+        if self.options.rate_hz:
+            self.stats.rate_hz = self.options.rate_hz
+        elif now - self._first_sample_time < RATE_PROBE_S or received < RATE_PROBE_SAMPLES:
+            return
+        else:
+            self.stats.rate_hz = received / (now - self._first_sample_time)
+        model = self.bundle.sample_rate_hz
+        if abs(self.stats.rate_hz / model - 1.0) > RATE_TOLERANCE:
+            self.printer.warn(f"stream runs at about {self.stats.rate_hz:.1f} Hz but the model "
+                              f"expects {model:g} Hz; events may be wrong")
+
+    def _check_deadlines(self, now: float) -> None:
+        if self.parser.stats.samples == self._samples_at_connect:
+            if now - self._connected_at > self.options.first_line_timeout_s:
+                self._no_valid_line()
+        elif now - self._last_data > self.options.gap_s and self._last_data > self._connected_at:
+            self._gap("silence", now - self._last_data)
+            self._connected_at = self._last_data = now
+
+    def _no_valid_line(self) -> None:
+        s = self.parser.stats
+        seen = (f"{s.bad_lines} bad lines ({', '.join(f'{k}: {v}' for k, v in s.bad_reasons.items())})"
+                if s.bad_lines else "nothing parseable")
+        raise UserError(f"port {self.options.port}: no valid sample line within "
+                        f"{self.options.first_line_timeout_s:g} s ({seen}); check the baud rate "
+                        f"(--baud) and that the board prints one line of "
+                        f"{len(self.bundle.channels)} numbers per sample")
+
+    # --- gaps and reconnects ------------------------------------------------------------------
+
+    def _gap(self, reason: str, seconds: float) -> None:
+        self.windower.reset()
+        self._samples_at_reset = self.parser.stats.samples
+        self.detector.reset()
+        self.stats.gaps += 1
+        t = time.monotonic() - self._start
+        self.printer.emit({"kind": "gap", "time": round(t, 3), "reason": reason,
+                           "seconds": round(seconds, 3), "sample": self.parser.stats.samples},
+                          f"{t:9.2f} s  -- gap ({reason}, {seconds:.1f} s): windows restart --")
+
+    def _reconnect(self, reason: str) -> bool:
+        """Reopen the port with back-off; False when it stays away past the deadline."""
+        lost = time.monotonic()
+        self._port.close()
+        self.parser.reset()
+        delay = 0.05
+        while not self._stop and time.monotonic() - lost < self.options.reconnect_timeout_s:
+            url = (find_port(self.options.match) if self.options.match else None) or self.options.port
+            try:
+                self._port = open_port(url, self.options.baudrate)
+            except UserError:
+                time.sleep(delay)
+                delay = min(2 * delay, 1.0)
+                continue
+            self.stats.reconnects += 1
+            self._gap(reason, time.monotonic() - lost)
+            self._connected_at = self._last_data = time.monotonic()
+            self._samples_at_connect = self.parser.stats.samples
+            return True
+        self.stats.ended = reason
+        return False
+
+    # --- reporting ----------------------------------------------------------------------------
+
+    def _percentiles(self) -> dict:
+        if not self.stats.latencies_ms:
+            return {"p50": None, "p99": None}
+        p50, p99 = np.percentile(self.stats.latencies_ms, [50, 99])
+        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+    def health(self) -> dict:
+        """The stream's numbers so far, for the status line and the view."""
+        s = self.parser.stats
+        return {"samples": s.samples, "bad_lines": s.bad_lines, "windows": self.stats.windows,
+                "events": self.stats.events, "gaps": self.stats.gaps,
+                "reconnects": self.stats.reconnects, "rate_hz": self.stats.rate_hz,
+                "latency_ms": self._percentiles()}
+
+    def _summary(self, cpu_s: float) -> dict:
+        s = self.parser.stats
+        summary = {
+            "kind": "summary", "samples": s.samples, "bad_lines": s.bad_lines,
+            "windows": self.stats.windows, "events": self.stats.events,
+            "latency_ms": self._percentiles(), "gaps": self.stats.gaps,
+            "reconnects": self.stats.reconnects, "ended": self.stats.ended,
+            "seconds": round(time.monotonic() - self._start, 3),
+            "rate_hz": round(self.stats.rate_hz, 2) if self.stats.rate_hz else None,
+            "backend": self.classifier.backend, "model": self.classifier.kind,
+            "cpu_s": round(cpu_s, 4), "invoke_s": round(self.classifier.invoke_seconds, 4),
+            "lines": s.to_dict(),
+        }
+        lat = summary["latency_ms"]
+        self.printer.emit(summary, (
+            f"summary: {s.samples} samples, {s.bad_lines} bad lines, {self.stats.windows} windows,"
+            f" {self.stats.events} events, latency p50 {lat['p50']} ms p99 {lat['p99']} ms, "
+            f"{self.stats.gaps} gaps, {self.stats.reconnects} reconnects ({self.stats.ended})"))
+        return summary

@@ -1,0 +1,200 @@
+"""`gesturekit export`: a run folder -> a verified model bundle.
+
+The bundle is built in a temporary folder next to `out` and renamed into place only when it
+is complete, so a failed export never leaves a half-written bundle behind.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+
+from gesturekit.device.bundle import MODEL_JSON, Bundle, write_model_json
+from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
+
+from gesturekit.errors import UserError
+
+MODELS = {"cnn_lstm": "cnn_lstm", "cnn": "cnn_head"}  # --model choice -> run model
+FLOAT_MAX_ABS_DIFF = 1e-4
+FLOAT_MIN_AGREEMENT = 0.999
+FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "onnx": "model.onnx",
+         "c_header": "model_data.h", "c_source": "model_data.cc", "c_config": "model_config.h",
+         "report": "report.md"}
+
+
+def tflm_ops() -> dict:
+    """The TFLM builtin op list kept as data (`tflm_ops.json`: source, op -> resolver method)."""
+    text = resources.files("gesturekit.export").joinpath("tflm_ops.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def check_tflm_ops(ops: list[str], kind: str) -> list[str]:
+    """The resolver method of each op; a UserError naming any op TFLM does not register."""
+    known = tflm_ops()
+    missing = [op for op in ops if op not in known["ops"]]
+    if missing:
+        raise UserError(f"int8 model uses op(s) {', '.join(missing)} that TensorFlow Lite Micro "
+                        f"does not register (list: export/tflm_ops.json, from {known['source']})")
+    if kind == "cnn_lstm" and (flatbuffer.LSTM_OP not in ops or "WHILE" in ops):
+        raise UserError(f"int8 model has ops {', '.join(ops)}: expected the fused "
+                        f"{flatbuffer.LSTM_OP} and no WHILE loop")
+    return [known["ops"][op] for op in ops]
+
+
+def prepare_output(out: Path, force: bool) -> None:
+    """Refuse an existing output folder unless --force; never replace a non-bundle folder."""
+    if not out.exists():
+        return
+    if not force:
+        raise UserError(f"{out}: already exists; pass --force to replace it")
+    if not out.is_dir() or (any(out.iterdir()) and not (out / MODEL_JSON).is_file()):
+        raise UserError(f"{out}: exists and is not a model bundle (no {MODEL_JSON}); "
+                        "refusing to replace it, choose another --out")
+
+
+@dataclass
+class ExportResult:
+    out: Path
+    bundle: Bundle
+    summary: dict
+    float_ok: bool
+
+
+def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
+               force: bool = False, allow_mismatch: bool = False) -> ExportResult:
+    """Export a run's model to a bundle folder; check parity on the run's test split."""
+    from gesturekit.train.runs import load_keras_model, load_run, run_windows
+
+    if model not in MODELS:
+        raise UserError(f"unknown --model {model!r}; expected one of {', '.join(MODELS)}")
+    out = Path(out)
+    prepare_output(out, force)
+    run = load_run(run_path)
+    kind = MODELS[model]
+    keras_model = load_keras_model(run, kind)
+    n_classes, window, channels = len(run.labels), run.window, len(run.channels)
+    if tuple(keras_model.input_shape[1:]) != (window, channels) or \
+            keras_model.output_shape[-1] != n_classes:
+        raise UserError(f"{run.root}: model input {keras_model.input_shape} / output "
+                        f"{keras_model.output_shape} do not match the run's window {window}, "
+                        f"{channels} channels and {n_classes} labels")
+    train, test = run_windows(run, "train"), run_windows(run, "test")
+    if len(train.y) == 0 or len(test.y) == 0:
+        raise UserError(f"{run.root}: the run's dataset gives no labelled train or test windows")
+
+    rebuilt = tflite.rebuild_for_tflite(keras_model, kind, run.model_config, window, channels,
+                                        n_classes)
+    seed = int(run.config.get("seed", 0))
+    models = tflite.convert(rebuilt, tflite.representative_windows(train.x, train.y, seed=seed))
+    onnx_bytes = onnx_export.convert_onnx(keras_model, window, channels)
+
+    probs = {"keras": parity.keras_probabilities(keras_model, test.x),
+             "float": parity.tflite_probabilities(models.float_model, test.x),
+             "onnx": parity.onnx_probabilities(onnx_bytes, test.x),
+             "int8": parity.tflite_probabilities(models.int8_model, test.x, xnnpack=False),
+             "int8_xnnpack": parity.tflite_probabilities(models.int8_model, test.x)}
+    agreement = {name: parity.compare(probs["keras"], p, test.y, n_classes).to_dict()
+                 for name, p in probs.items()}
+    float_ok = all(agreement[n]["max_abs_diff"] <= FLOAT_MAX_ABS_DIFF and
+                   agreement[n]["argmax_agreement"] >= FLOAT_MIN_AGREEMENT
+                   for n in ("float", "onnx"))
+
+    int8_ops = flatbuffer.model_ops(models.int8_model)
+    resolver_methods = check_tflm_ops(int8_ops, kind)
+    int8_graph = flatbuffer.read_graph(models.int8_model)
+    arena = report.arena_estimate(int8_graph)
+    arena_bytes = report.recommended_arena(arena)
+    t_in = int8_graph.tensors[int8_graph.inputs[0]]
+    t_out = int8_graph.tensors[int8_graph.outputs[0]]
+    quantization = {"input": {"scale": t_in.scale[0], "zero_point": t_in.zero_point[0]},
+                    "output": {"scale": t_out.scale[0], "zero_point": t_out.zero_point[0]}}
+    stateful = kind == "cnn_lstm"
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        (work / FILES["float"]).write_bytes(models.float_model)
+        (work / FILES["int8"]).write_bytes(models.int8_model)
+        (work / FILES["onnx"]).write_bytes(onnx_bytes)
+        norm = run.normalization
+        carray.write_c_sources(work, models.int8_model, carray.SketchConfig(
+            labels=run.labels, background_label=run.background_label, channels=run.channels,
+            units=run.units, sample_rate_hz=run.sample_rate_hz, window=window, hop=run.hop,
+            mean=[float(v) for v in norm.mean], std=[float(v) for v in norm.std],
+            input_scale=quantization["input"]["scale"],
+            input_zero_point=quantization["input"]["zero_point"],
+            output_scale=quantization["output"]["scale"],
+            output_zero_point=quantization["output"]["zero_point"],
+            stateful=stateful, ops=int8_ops, resolver_methods=resolver_methods,
+            arena_bytes=arena_bytes))
+        ops = {FILES["float"]: flatbuffer.model_ops(models.float_model),
+               FILES["int8"]: int8_ops, FILES["onnx"]: onnx_export.onnx_ops(onnx_bytes)}
+        test_metrics = run.metrics.get("test", {})
+        summary = {
+            "model": kind, "run": str(run.root), "labels": run.labels, "channels": run.channels,
+            "window": window, "hop": run.hop, "sample_rate_hz": run.sample_rate_hz,
+            "params": int(keras_model.count_params()), "macs": report.count_macs(keras_model),
+            "stateful": stateful, "run_macro_f1": test_metrics.get("macro_f1"),
+            "files": {name: {"bytes": (work / name).stat().st_size, "ops": ops.get(name, [])}
+                      for name in FILES.values() if name != FILES["report"]},
+            "arena": {**asdict(arena), "recommended": arena_bytes},
+            "tflm_source": tflm_ops()["source"],
+            "lstm_patches": {k: [asdict(p) for p in v] for k, v in models.patches.items() if v},
+            "parity": {**agreement, "windows": int(len(test.y)), "float_ok": float_ok},
+            "thresholds": {"max_abs_diff": FLOAT_MAX_ABS_DIFF,
+                           "argmax_agreement": FLOAT_MIN_AGREEMENT},
+            "cost_vs_cnn_lstm": (_head_cost(run, test, agreement, work)
+                                 if kind == "cnn_head" else None),
+        }
+        (work / FILES["report"]).write_text(report.render_report(summary), encoding="utf-8")
+        bundle = Bundle(
+            root=work, labels=run.labels, background_label=run.background_label,
+            channels=run.channels, units=run.units, sample_rate_hz=run.sample_rate_hz,
+            window=window, hop=run.hop, normalization=norm, stateful=stateful, files=dict(FILES),
+            quantization=quantization, ops=ops,
+            training={"run": str(run.root), "model": kind, "dataset": run.config["dataset"],
+                      "split": run.split, "seed": run.config.get("seed"),
+                      "strategy": run.config.get("strategy"),
+                      "test_macro_f1": test_metrics.get("macro_f1"),
+                      "per_class_f1": {k: v.get("f1") for k, v in
+                                       test_metrics.get("per_class", {}).items()}},
+            parity=summary["parity"],
+        )
+        write_model_json(bundle)
+        bundle.root = out
+        if not float_ok and not allow_mismatch:
+            raise UserError(_mismatch_message(agreement, out))
+        if out.exists():
+            shutil.rmtree(out)
+        work.chmod(0o755)  # mkdtemp makes it private; a bundle is for sharing
+        work.rename(out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    return ExportResult(out, bundle, summary, float_ok)
+
+
+def _head_cost(run, test, agreement: dict, work: Path) -> dict:
+    """What the CNN-only head costs against the run's CNN-LSTM, on the same test windows."""
+    from gesturekit.train.metrics import macro_f1
+    from gesturekit.train.runs import load_keras_model
+
+    lstm = parity.keras_probabilities(load_keras_model(run, "cnn_lstm"), test.x)
+    lstm_f1 = macro_f1(test.y, lstm.argmax(1), len(run.labels))
+    return {"cnn_lstm_macro_f1": lstm_f1,
+            "cnn_head_macro_f1": agreement["keras"]["macro_f1"],
+            "cnn_head_int8_macro_f1": agreement["int8"]["macro_f1"],
+            "delta": agreement["keras"]["macro_f1"] - lstm_f1,
+            "cnn_head_int8_bytes": (work / FILES["int8"]).stat().st_size}
+
+
+def _mismatch_message(agreement: dict, out: Path) -> str:
+    worst = ", ".join(f"{n}: max |dp| {agreement[n]['max_abs_diff']:.2g}, argmax "
+                      f"{100 * agreement[n]['argmax_agreement']:.2f}%" for n in ("float", "onnx"))
+    return (f"float parity with Keras broke ({worst}; need <= {FLOAT_MAX_ABS_DIFF:g} and >= "
+            f"{100 * FLOAT_MIN_AGREEMENT:g}%); nothing written to {out}, pass --allow-mismatch "
+            "to keep the files")

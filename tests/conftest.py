@@ -1,0 +1,108 @@
+"""Session fixtures shared by the test files: a small synthetic dataset, a real quick training
+run on it, its exported bundle, and a second Python environment with tflite-runtime.
+
+They are built once per test session, on first use, and kept cheap enough for CI.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TFLITE_RUNTIME_PACKAGES = ["numpy<2", "tflite-runtime==2.14.0", "pyserial"]
+VENV_INSTALL_TIMEOUT_S = 600
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory) -> Path:
+    """The built-in synthetic dataset, small: 6 subjects x 3 minutes at 50 Hz."""
+    from gesturekit.train.synth import SynthConfig, write_synthetic_dataset
+
+    out = tmp_path_factory.mktemp("synth") / "dataset"
+    return write_synthetic_dataset(out, SynthConfig(seed=0, subjects=6, minutes=3.0,
+                                                    sample_rate_hz=50))
+
+
+@pytest.fixture(scope="session")
+def quick_run(synth_dataset, tmp_path_factory) -> Path:
+    """A real `--quick` three-phase training run on `synth_dataset` (seed 0)."""
+    from gesturekit.train.config import build_config
+    from gesturekit.train.trainer import train_run
+
+    out = tmp_path_factory.mktemp("quick_run") / "run"
+    cfg = build_config(quick=True, seed=0, strategy="three-phase")  # has the CNN head too
+    train_run(str(synth_dataset), out, cfg, {},
+              progress=lambda message: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def quick_bundle(quick_run, tmp_path_factory) -> Path:
+    """`gesturekit export` of `quick_run`: the CNN-LSTM bundle (float, int8, ONNX, C array)."""
+    from gesturekit.export.build import export_run
+
+    out = tmp_path_factory.mktemp("quick_bundle") / "bundle"
+    return export_run(quick_run, out).out
+
+
+def _venv_ready(python: Path, check: str) -> bool:
+    """True when `python` runs `check` and imports gesturekit from this checkout."""
+    if not python.is_file():
+        return False
+    result = subprocess.run([str(python), "-c", check + "; print(gesturekit.__file__)"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    # The editable install must point at this checkout, not at one that has moved.
+    return result.returncode == 0 and Path(result.stdout.strip()).is_relative_to(REPO)
+
+
+def built_venv(venv: Path, installs: list[list[str]], check: str) -> Path:
+    """Python of `venv`, created with `pip install` of each of `installs` on first use and
+    reused while `check` passes; a lock keeps concurrent test sessions from building it twice."""
+    python = venv / "bin" / "python"
+    # The lock lives outside the work tree, keyed by the venv path, so git never sees it.
+    key = hashlib.sha1(str(venv).encode()).hexdigest()[:12]
+    lock_path = Path(tempfile.gettempdir()) / f"gesturekit-venv-{key}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _venv_ready(python, check):
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)],
+                           check=True, timeout=120)
+            for packages in installs:
+                subprocess.run([str(python), "-m", "pip", "install", "--quiet", *packages],
+                               check=True, timeout=VENV_INSTALL_TIMEOUT_S)
+            if not _venv_ready(python, check):
+                pytest.fail(f"{venv}: built, but `{check}` fails there")
+    return python
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python() -> Path:
+    """`<repo>/.venv-tflite-runtime`: numpy<2, tflite-runtime 2.14, pyserial and this repo
+    (no dependencies); DESIGN says why tflite-runtime needs numpy<2."""
+    return built_venv(
+        REPO / ".venv-tflite-runtime",
+        [TFLITE_RUNTIME_PACKAGES, ["--no-deps", "-e", str(REPO)]],
+        "import numpy, serial, tflite_runtime.interpreter, gesturekit; "
+        "assert int(numpy.__version__.split('.')[0]) < 2",
+    )
+
+
+@pytest.fixture(scope="session")
+def device_python() -> Path:
+    """`<repo>/.venv-device`: `pip install -e '.[device]'` and nothing else (no TensorFlow)."""
+    return built_venv(
+        REPO / ".venv-device",
+        [["-e", f"{REPO}[device]"]],
+        "import importlib.util as u, gesturekit, gesturekit.device.runner, ai_edge_litert, serial; "
+        "assert u.find_spec('tensorflow') is None and u.find_spec('keras') is None",
+    )

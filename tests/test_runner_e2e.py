@@ -1,0 +1,149 @@
+"""End to end over real pseudo-terminals: `gesturekit simulate` plays a HAPT test session,
+`gesturekit run` classifies it, and every window equals the same interpreter run on the same
+windows cut offline from the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gesturekit.device.backends import Classifier
+from gesturekit.device.bundle import load_bundle
+from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.windowing import cut_windows, window_starts
+
+HAPT_RAW = Path("/work/shared/data/hapt/RawData")
+if not HAPT_RAW.is_dir():  # CI lays shared/ beside the clone
+    HAPT_RAW = Path(__file__).resolve().parents[2] / "shared/data/hapt/RawData"
+SESSION = HAPT_RAW / "acc_exp05_user03.txt"  # short session (~16k samples)
+GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+pytestmark = pytest.mark.skipif(not SESSION.is_file(), reason="shared HAPT data not present")
+
+
+def start_simulator(recording: Path, *args: str, python: list[str] = GESTUREKIT):
+    """Start `simulate --pty`; returns (process, pty path from its first stdout line)."""
+    sim = subprocess.Popen([*python, "simulate", str(recording), "--pty", *args],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    ready, _, _ = select.select([sim.stdout], [], [], 30)
+    assert ready, "simulate printed no pty path within 30 s"
+    return sim, sim.stdout.readline().strip()
+
+
+def play_and_run(recording: Path, bundle: Path, tmp_path: Path, sim_args=(), run_args=(),
+                 python: list[str] = GESTUREKIT):
+    """Returns (records printed by `run --json --windows`, simulate's stats, run's stderr)."""
+    stats = tmp_path / "sim_stats.json"
+    sim, port = start_simulator(recording, "--stats", str(stats), *sim_args, python=python)
+    try:
+        # --gap 30: a loaded CI machine may stall the player; that is not what this checks.
+        run = subprocess.run([*python, "run", "--port", port, "--model", str(bundle), "--json",
+                              "--windows", "--reconnect-timeout", "0", "--gap", "30", *run_args],
+                             capture_output=True, text=True, timeout=300, env=ENV)
+        sim.wait(timeout=30)
+    finally:
+        sim.kill()
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    return [json.loads(line) for line in run.stdout.splitlines()], json.loads(stats.read_text()), \
+        run.stderr
+
+
+def hapt_session(acc: Path) -> np.ndarray:
+    """The session as the offline reference reads it, independently of the simulator."""
+    gyro = acc.with_name(acc.name.replace("acc_", "gyro_"))
+    return np.hstack([np.loadtxt(acc), np.loadtxt(gyro)]).astype(np.float32)
+
+
+def offline_probs(bundle_dir: Path, data: np.ndarray, backend: str, kind: str) -> np.ndarray:
+    bundle = load_bundle(bundle_dir)
+    classify = Classifier(bundle, backend, kind)
+    return np.array([classify(w) for w in cut_windows(data, bundle.window, bundle.hop)])
+
+
+@pytest.mark.parametrize("backend, kind, sim_args", [
+    ("ai_edge_litert", "float", []),
+    ("ai_edge_litert", "int8", ["--garbage", "0.02", "--cut-lines", "--seed", "3"]),
+    ("onnxruntime", "onnx", ["--garbage", "0.02", "--seed", "4"]),
+])
+def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kind, sim_args):
+    flags = ["--backend", backend] + (["--int8"] if kind == "int8" else [])
+    records, sent, stderr = play_and_run(SESSION, quick_bundle, tmp_path,
+                                         ["--speed", "100", *sim_args], flags)
+    data = hapt_session(SESSION)
+    expected = offline_probs(quick_bundle, data, backend, kind)
+    windows = [r for r in records if r["kind"] == "window"]
+    summary = records[-1]
+    assert summary["kind"] == "summary" and summary["ended"] == "disconnected", summary
+    assert summary["samples"] == len(data) == sent["samples"], (summary, sent)
+    assert summary["gaps"] == 0, summary
+    assert summary["bad_lines"] == sent["garbage"]
+    assert (sent["garbage"] > 0) == bool(sim_args)
+    assert summary["windows"] == len(windows) == len(expected)
+    bundle = load_bundle(quick_bundle)
+    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
+    assert [w["sample"] for w in windows] == ends.tolist()
+    live = np.array([w["probs"] for w in windows], dtype=np.float32)
+    assert np.array_equal(live, expected)  # bit for bit: same windows, same interpreter
+    assert [w["label"] for w in windows] == [bundle.labels[i] for i in expected.argmax(axis=1)]
+    # The events `run` printed are those the shared detector gives for the offline windows.
+    detector = EventDetector(PostprocessConfig.for_bundle(bundle), bundle.labels,
+                             bundle.background_index)
+    offline_events = []
+    for p, end in zip(expected, ends, strict=True):
+        event = detector.update(p, end / bundle.sample_rate_hz, int(end))
+        if event is not None:
+            offline_events.append((event.label, int(end)))
+    live_events = [(r["label"], r["sample"]) for r in records if r["kind"] == "event"]
+    assert live_events == offline_events
+    assert "expects 50 Hz" in stderr  # played at 100x: the rate warning, not an error
+
+
+def test_sigint_ends_with_a_summary_and_exit_0(quick_bundle, tmp_path):
+    sim, port = start_simulator(SESSION, "--speed", "5", "--loop")
+    try:
+        run = subprocess.Popen([*GESTUREKIT, "run", "--port", port, "--model", str(quick_bundle),
+                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env=ENV)
+        time.sleep(4)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=30)
+    finally:
+        sim.kill()
+    assert run.returncode == 0, err
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["kind"] == "summary" and summary["ended"] == "interrupted"
+    assert summary["samples"] > 0 and summary["windows"] > 0
+    assert set(summary["latency_ms"]) == {"p50", "p99"}
+
+
+def test_reconnect_after_a_pulled_cable_never_windows_across_the_gap(quick_bundle, tmp_path):
+    link = tmp_path / "board"
+    sim, port = start_simulator(SESSION, "--speed", "20", "--link", str(link),
+                                "--disconnect-after", "2", "--reconnect-pause", "0.5")
+    assert port == str(link)
+    try:
+        run = subprocess.run([*GESTUREKIT, "run", "--port", port, "--model", str(quick_bundle),
+                              "--json", "--duration", "5", "--reconnect-timeout", "5"],
+                             capture_output=True, text=True, timeout=60, env=ENV)
+    finally:
+        sim.kill()
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    summary = records[-1]
+    gaps = [r for r in records if r["kind"] == "gap"]
+    assert summary["reconnects"] == 1 and len(gaps) == 1 and gaps[0]["reason"] == "disconnected"
+    # Windows restart after the gap: count them per continuous stretch of samples.
+    bundle = load_bundle(quick_bundle)
+    stretches = [gaps[0]["sample"], summary["samples"] - gaps[0]["sample"]]
+    assert summary["windows"] == sum(len(window_starts(n, bundle.window, bundle.hop))
+                                     for n in stretches)

@@ -1,0 +1,204 @@
+"""`simulate` into real ptys and pyserial URLs, and `record` from them into the recording format."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import serial
+from gesturekit.device.lineparser import LineParser
+from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec, write_spec
+
+GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]
+CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
+
+
+@pytest.fixture
+def recording(tmp_path) -> tuple[Path, np.ndarray]:
+    """A 50 Hz, 6-channel session CSV with its dataset.toml."""
+    rng = np.random.default_rng(1)
+    data = np.cumsum(rng.normal(size=(400, 6)), axis=0).astype(np.float32)
+    root = tmp_path / "dataset"
+    with RecordingWriter(root / "s1.csv", CHANNELS, time_column=None) as w:
+        w.append(data, "walk")
+    write_spec(root / "dataset.toml", RecordingSpec(sample_rate_hz=50.0, channels=CHANNELS))
+    return root / "s1.csv", read_recording(root / "s1.csv").data
+
+
+def start(*args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([*GESTUREKIT, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    ready, _, _ = select.select([proc.stdout], [], [], 30)
+    assert ready, "no port path printed within 30 s"
+    return proc, proc.stdout.readline().strip()
+
+
+def read_all(port: serial.Serial, parser: LineParser, deadline_s: float = 30) -> np.ndarray:
+    """Chunked reads until the simulator hangs up."""
+    out, end = [], time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            chunk = port.read(port.in_waiting or 1)
+        except serial.SerialException:
+            break
+        out.append(parser.feed(chunk))
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("args", [[], ["--no-header"], ["--cut-lines", "--garbage", "0.1"]])
+def test_simulate_pty_plays_every_sample_in_order(recording, tmp_path, args):
+    path, data = recording
+    stats_file = tmp_path / "stats.json"
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "20",
+                          "--stats", str(stats_file), *args)
+    port = serial.serial_for_url(pty_path, timeout=0.05)
+    # No connect-time cut here (the simulator waits for its reader), so keep the first line.
+    parser = LineParser(6, drop_first=False)
+    got = read_all(port, parser)
+    port.close()
+    assert sim.wait(timeout=30) == 0
+    stats = json.loads(stats_file.read_text())
+    assert np.array_equal(got, data)
+    assert parser.stats.headers == (0 if "--no-header" in args else 1)
+    assert parser.stats.bad_lines == stats["garbage"] and stats["samples"] == len(data)
+
+
+def test_simulate_plays_at_the_requested_rate(recording):
+    path, data = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "4")  # 200 Hz: 2 s
+    port = serial.serial_for_url(pty_path, timeout=0.05)
+    start_time = time.monotonic()
+    got = read_all(port, LineParser(6, drop_first=False))
+    elapsed = time.monotonic() - start_time
+    port.close()
+    sim.wait(timeout=30)
+    assert len(got) == len(data)
+    assert 1.8 < elapsed < 4.0, elapsed  # 2 s of samples; slower only on a loaded machine
+
+
+def test_simulate_drop_leaves_samples_out(recording, tmp_path):
+    path, data = recording
+    stats_file = tmp_path / "stats.json"
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "20", "--drop", "0.1",
+                          "--stats", str(stats_file))
+    port = serial.serial_for_url(pty_path, timeout=0.05)
+    got = read_all(port, LineParser(6, drop_first=False))
+    port.close()
+    sim.wait(timeout=30)
+    dropped = json.loads(stats_file.read_text())["dropped"]
+    assert dropped > 10 and len(got) == len(data) - dropped
+
+
+def test_simulate_to_a_socket_url(recording):
+    """Any pyserial URL: here socket://, served by a listening socket in the test."""
+    path, data = recording
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+    port_number = server.getsockname()[1]
+    sim = subprocess.Popen([*GESTUREKIT, "simulate", str(path), "--port",
+                            f"socket://127.0.0.1:{port_number}", "--speed", "20"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    conn, _ = server.accept()
+    conn.settimeout(5)
+    raw = b""
+    while chunk := conn.recv(65536):
+        raw += chunk
+    conn.close()
+    server.close()
+    assert sim.wait(timeout=30) == 0
+    parser = LineParser(6, drop_first=False)
+    assert np.array_equal(parser.feed(raw), data)
+
+
+def test_simulate_reads_a_hapt_session_without_the_training_code():
+    from gesturekit.device.simulate import load_session
+    from test_runner_e2e import HAPT_RAW
+
+    acc = HAPT_RAW / "acc_exp01_user01.txt"
+    if not acc.is_file():
+        pytest.skip("shared HAPT data not present")
+    session = load_session(acc)
+    assert session.data.shape == (20598, 6) and session.sample_rate_hz == 50.0
+    assert session.data[0, 0] == np.float32(0.9180555898766518)
+
+
+def test_simulate_missing_file_is_a_user_error(tmp_path):
+    result = subprocess.run([*GESTUREKIT, "simulate", str(tmp_path / "nope.csv"), "--pty"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "no such recording" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_record_with_label_keys_writes_a_dataset(recording, tmp_path):
+    path, data = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "2")  # 100 Hz, 4 s
+    out = tmp_path / "recorded"
+    rec = subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "idle",
+                            "--labels", "walk,jump", "--out", str(out), "--session", "take1",
+                            "--samples", "300"],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    time.sleep(1.5)
+    rec.stdin.write("2")  # jump
+    rec.stdin.flush()
+    time.sleep(0.5)
+    rec.stdin.write("1")  # walk
+    rec.stdin.flush()
+    out_text, err = rec.communicate(timeout=60)
+    sim.kill()
+    assert rec.returncode == 0, err
+    assert "label -> jump" in err and "label -> walk" in err
+    got = read_recording(out / "take1.csv", read_spec(out / "dataset.toml"))
+    assert got.channels == CHANNELS  # from the simulator's header
+    # The header was the connect-time first line (dropped), so samples start at the file's first.
+    assert np.array_equal(got.data, data[:300])
+    labels = list(dict.fromkeys(got.labels.tolist()))
+    assert labels == ["idle", "jump", "walk"]
+    spec = read_spec(out / "dataset.toml")
+    assert spec.sample_rate_hz == 100.0 and spec.channels == CHANNELS
+
+    from gesturekit.train.datasets import load_dataset
+
+    dataset = load_dataset(out)
+    assert dataset.sample_rate_hz == 100.0 and set(dataset.labels) == {"idle", "jump", "walk"}
+
+
+def test_record_killed_midway_leaves_a_valid_file(recording, tmp_path):
+    path, _ = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "1", "--loop")
+    out = tmp_path / "recorded"
+    rec = subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "walk",
+                            "--out", str(out), "--session", "cut", "--rate", "50"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2.5)
+    os.kill(rec.pid, signal.SIGKILL)
+    rec.wait(timeout=10)
+    sim.kill()
+    got = read_recording(out / "cut.csv")
+    assert len(got.data) > 50 and set(got.labels.tolist()) == {"walk"}
+
+
+def test_record_ctrl_c_finishes_cleanly(recording, tmp_path):
+    path, _ = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "1", "--loop")
+    out = tmp_path / "recorded"
+    rec = subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "walk",
+                            "--out", str(out), "--session", "s"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    time.sleep(3)
+    rec.send_signal(signal.SIGINT)
+    out_text, err = rec.communicate(timeout=30)
+    sim.kill()
+    assert rec.returncode == 0, err
+    assert "interrupted" in out_text
+    assert read_spec(out / "dataset.toml").sample_rate_hz == 50.0

@@ -1,0 +1,102 @@
+"""`gesturekit evaluate`: a run's model on any dataset, with the same report as training.
+
+With a model bundle and `--stream`, the sessions are replayed sample by sample through the
+live-side `gesturekit.device.stream_eval.evaluate_stream` instead (device/ cannot import
+train/, so the dataset is loaded here and handed over as arrays).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from gesturekit.train.datasets import Dataset, load_dataset, make_windows
+from gesturekit.train.metrics import scores
+from gesturekit.train.runs import RunInfo, load_keras_model, load_run
+
+from gesturekit.errors import UserError
+
+
+def align(dataset: Dataset, labels: list[str], channels: list[str]) -> Dataset:
+    """The dataset with channels in the model's order and class ids in the model's indexing.
+
+    Classes the model does not know are left unlabelled (not scored); a missing channel is
+    an error.
+    """
+    missing = [c for c in channels if c not in dataset.channels]
+    if missing:
+        raise UserError(f"{dataset.root}: no channel(s) {', '.join(missing)}; the model needs "
+                        f"{', '.join(channels)} (dataset has {', '.join(dataset.channels)})")
+    order = [dataset.channels.index(c) for c in channels]
+    remap = np.array([labels.index(n) if n in labels else -1 for n in dataset.labels] + [-1],
+                     dtype=np.int16)  # index -1 (unlabelled) maps through the appended -1
+    known = [n for n in dataset.labels if n in labels]
+    if not known:
+        raise UserError(f"{dataset.root}: none of its classes ({', '.join(dataset.labels)}) is "
+                        f"one the model knows ({', '.join(labels)})")
+    sessions = [type(s)(s.name, s.subject, s.data[:, order], remap[s.label_ids])
+                for s in dataset.sessions]
+    return Dataset(dataset.name, dataset.root, dataset.sample_rate_hz, list(channels),
+                   dataset.units, list(labels), dataset.background_label, sessions, dataset.options)
+
+
+def evaluate_run(run: RunInfo, dataset: Dataset, subjects: list[str] | None = None) -> dict:
+    """Scores of the run's CNN-LSTM on the dataset's windows (cut with the run's settings)."""
+    if abs(dataset.sample_rate_hz - run.sample_rate_hz) > 0.05 * run.sample_rate_hz:
+        raise UserError(f"{dataset.root}: sample rate {dataset.sample_rate_hz:g} Hz, the model was "
+                        f"trained at {run.sample_rate_hz:g} Hz")
+    dataset = align(dataset, run.labels, run.channels)
+    windows = make_windows(dataset, subjects, run.window, run.hop, float(run.config["purity"]))
+    if len(windows.y) == 0:
+        raise UserError(f"{dataset.root}: no labelled windows of {run.window} samples "
+                        f"(purity {run.config['purity']}) to evaluate")
+    model = load_keras_model(run)
+    prob = model.predict(run.normalization.apply(windows.x), batch_size=512, verbose=0)
+    return scores(windows.y, prob.argmax(axis=1), run.labels)
+
+
+def evaluate_bundle_stream(bundle_dir: str, dataset: Dataset, subjects: list[str] | None) -> dict:
+    """Event-level scores from the live side's streaming evaluation of whole sessions."""
+    from gesturekit.device.bundle import load_bundle
+    from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+
+    bundle = load_bundle(bundle_dir)
+    missing = [c for c in bundle.channels if c not in dataset.channels]
+    if missing:
+        raise UserError(f"{dataset.root}: no channel(s) {', '.join(missing)}; the bundle needs "
+                        f"{', '.join(bundle.channels)}")
+    order = [dataset.channels.index(c) for c in bundle.channels]
+    wanted = set(subjects) if subjects else None
+    sessions = [StreamSession(s.name, s.data[:, order], s.label_ids) for s in dataset.sessions
+                if wanted is None or s.subject in wanted]
+    return evaluate_stream(bundle, sessions, dataset.labels)
+
+
+def evaluate_command(model: str, data: str, options: dict, subjects: list[str] | None = None,
+                     out: str | None = None, as_json: bool = False, stream: bool = False) -> int:
+    from gesturekit.train.report import scores_markdown, write_report
+
+    dataset = load_dataset(data, **options)
+    is_bundle = (Path(model) / "model.json").is_file()
+    if stream:
+        if not is_bundle:
+            raise UserError(f"{model}: --stream needs a model bundle (a folder with model.json); "
+                            "make one with `gesturekit export RUN --out BUNDLE`")
+        result = evaluate_bundle_stream(model, dataset, subjects)
+    elif is_bundle:
+        raise UserError(f"{model}: a model bundle; evaluate it with --stream, or give the run folder")
+    else:
+        result = evaluate_run(load_run(model), dataset, subjects)
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "scores.json").write_text(json.dumps(result, indent=2) + "\n")
+        if "confusion" in result:
+            write_report(Path(out), result, {}, title=f"gesturekit evaluate {model} on {data}")
+    if as_json:
+        print(json.dumps(result))
+    elif "confusion" in result:
+        print("\n".join(scores_markdown(result)))
+    else:
+        print(json.dumps(result, indent=2))
+    return 0

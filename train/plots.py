@@ -1,0 +1,208 @@
+"""`gesturekit plot`: a session's channels over time with its labelled segments as coloured
+bands and, with a model bundle, the per-window predictions and the events the
+post-processing would announce, so a person can see where and why the model is wrong.
+
+The session is read with the simulator's loader (`device.simulate.load_session`: what
+`simulate` would play) and predictions go through the runner's own code: windows cut where
+the live `StreamWindower` emits them (`window_starts`/`cut_windows`), the bundle's
+`Classifier` and the `EventDetector`, exactly as `device.stream_eval.evaluate_stream` does.
+So the events in the picture are those `run` prints and `evaluate --stream` scores.
+`plot_recording` returns the numbers behind the picture (`PlotData`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from gesturekit.device.backends import Classifier, choose_backend
+from gesturekit.device.bundle import Bundle, load_bundle
+from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
+from gesturekit.device.simulate import Session, load_session
+from gesturekit.device.windowing import cut_windows, window_starts
+from gesturekit.train.datasets import _HaptSource, hapt_activity_names
+
+from gesturekit.errors import UserError
+
+HAPT_IDS = re.compile(r"acc_exp(\d+)_user(\d+)\.txt$")
+
+
+@dataclass
+class PlotData:
+    """What the picture shows; sample indices count from the session's first sample."""
+
+    recording: str
+    channels: list[str]
+    sample_rate_hz: float
+    samples: int
+    segments: list[tuple[str, int, int]]  # (label, first, end) runs of equally labelled samples
+    model: str | None = None
+    model_labels: list[str] = field(default_factory=list)
+    channel_order: str | None = None  # how the session's columns were fed to the model
+    hop: int = 0  # the model's hop: each window's prediction is drawn over its newest hop
+    postprocess: dict = field(default_factory=dict)
+    window_ends: list[int] = field(default_factory=list)  # sample after each window's last
+    window_labels: list[str] = field(default_factory=list)  # top class per window
+    window_confidence: list[float] = field(default_factory=list)  # its raw probability
+    events: list[tuple[str, int]] = field(default_factory=list)  # (label, end sample), as `run`
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def session_labels(path: Path, n_samples: int) -> np.ndarray:
+    """Per-sample label names ("" = unlabelled): the label column of a recording-format CSV
+    (unlabelled samples take the dataset's background label, as `load_dataset` does), or
+    `RawData/labels.txt` for a HAPT session."""
+    m = HAPT_IDS.search(path.name)
+    if m:
+        source = _HaptSource(path.parent.parent)
+        names = hapt_activity_names(source)
+        table = source.table("RawData/labels.txt", 5).astype(np.int64)
+        labels = np.full(n_samples, "", dtype=object)
+        exp, user = int(m.group(1)), int(m.group(2))
+        for _, _, activity, first, last in table[(table[:, 0] == exp) & (table[:, 1] == user)]:
+            labels[first - 1: last] = names[activity - 1]
+        return labels
+    toml = next((d / DATASET_TOML for d in list(path.parents)[:3] if (d / DATASET_TOML).is_file()),
+                None)  # found as `load_session` finds it
+    spec = read_spec(toml) if toml else None
+    labels = read_recording(path, spec).labels.astype(object)
+    if spec and spec.background_label:
+        labels[labels == ""] = spec.background_label
+    return labels
+
+
+def label_segments(labels: np.ndarray) -> list[tuple[str, int, int]]:
+    """(label, first, end) for every run of equal, non-empty labels."""
+    if not len(labels):
+        return []
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts, ends = np.r_[0, change], np.r_[change, len(labels)]
+    return [(str(labels[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True) if labels[a]]
+
+
+def model_input(session: Session, bundle: Bundle) -> tuple[np.ndarray, str]:
+    """The session's columns in the model's order: by name when it has all of the model's
+    channels, else by position when the counts agree (what `run` does with a stream)."""
+    if all(c in session.channels for c in bundle.channels):
+        return session.data[:, [session.channels.index(c) for c in bundle.channels]], "by name"
+    if len(session.channels) == len(bundle.channels):
+        return session.data, (f"by position: {', '.join(session.channels)} as "
+                              f"{', '.join(bundle.channels)}")
+    raise UserError(f"{bundle.root}: the model needs channels {', '.join(bundle.channels)}; the "
+                    f"recording has {', '.join(session.channels)}")
+
+
+def predict(bundle: Bundle, data: np.ndarray, classifier: Classifier,
+            postprocess: PostprocessConfig) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
+    """(window ends (W,), probabilities (W, K), events) for a session played from its start."""
+    detector = EventDetector(postprocess, bundle.labels, bundle.background_index)
+    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
+    probs = np.zeros((len(ends), len(bundle.labels)), np.float32)
+    events = []
+    for i, (end, window) in enumerate(zip(ends, cut_windows(data, bundle.window, bundle.hop),
+                                          strict=True)):
+        probs[i] = classifier(window)
+        event = detector.update(probs[i], end / bundle.sample_rate_hz, int(end))
+        if event is not None:
+            events.append((event.label, int(end)))
+    return ends, probs, events
+
+
+def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
+                   model: str | os.PathLike | None = None, rate_hz: float | None = None,
+                   backend: str | None = None, int8: bool = False,
+                   postprocess: dict | None = None) -> PlotData:
+    """Draw `recording` (with `model`'s predictions) into the PNG `out`; returns its numbers."""
+    path = Path(recording)
+    session = load_session(path, rate_hz)
+    labels = session_labels(path, len(session.data))
+    result = PlotData(str(path), session.channels, session.sample_rate_hz, len(session.data),
+                      label_segments(labels))
+    if model is not None:
+        bundle = load_bundle(model)
+        if abs(session.sample_rate_hz / bundle.sample_rate_hz - 1.0) > 0.05:
+            raise UserError(f"{path}: {session.sample_rate_hz:g} Hz, but the model {bundle.root} "
+                            f"expects {bundle.sample_rate_hz:g} Hz")
+        data, result.channel_order = model_input(session, bundle)
+        classifier = Classifier(bundle, *choose_backend(bundle, backend, int8))
+        cfg = PostprocessConfig.for_bundle(bundle, postprocess)
+        ends, probs, result.events = predict(bundle, data, classifier, cfg)
+        top = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
+        result.model, result.model_labels = str(bundle.root), list(bundle.labels)
+        result.postprocess, result.hop = cfg.to_dict(), bundle.hop
+        result.window_ends = ends.tolist()
+        result.window_labels = [bundle.labels[i] for i in top]
+        result.window_confidence = [round(float(p), 4) for p in probs[np.arange(len(top)), top]]
+    draw(result, session, out)
+    return result
+
+
+def _colours(names: list[str]) -> dict[str, tuple]:
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"].colors
+    return {name: palette[i % len(palette)] for i, name in enumerate(names)}
+
+
+def draw(data: PlotData, session: Session, out: str | os.PathLike) -> None:
+    """Channels per unit group, labelled bands; with predictions a truth/prediction strip and
+    the top-class confidence, events as vertical lines through every panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    rate = data.sample_rate_hz
+    t = np.arange(data.samples) / rate
+    names = list(dict.fromkeys([*data.model_labels, *(s[0] for s in data.segments)]))
+    colour = _colours(names)
+    # Acceleration-like and rate-like channels have different scales: one panel each.
+    groups = ([list(range(3)), list(range(3, len(data.channels)))] if len(data.channels) == 6
+              else [list(range(len(data.channels)))])
+    with_model = data.model is not None
+    heights = [3] * len(groups) + ([1, 2] if with_model else [])
+    fig, axes = plt.subplots(len(heights), 1, sharex=True, figsize=(14, 1.5 + 0.7 * sum(heights)),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    axes = axes[:, 0]
+    for ax, group in zip(axes, groups, strict=False):
+        for label, first, end in data.segments:
+            ax.axvspan(first / rate, end / rate, color=colour[label], alpha=0.25, lw=0)
+        for c in group:
+            ax.plot(t, session.data[:, c], lw=0.6, label=data.channels[c])
+        ax.legend(loc="upper right", fontsize=7, ncol=len(group))
+        ax.margins(x=0)
+    if with_model:
+        strip, conf = axes[len(groups)], axes[len(groups) + 1]
+        for label, first, end in data.segments:
+            strip.axvspan(first / rate, end / rate, ymin=0.5, ymax=1.0, color=colour[label], lw=0)
+        ends = np.asarray(data.window_ends) / rate
+        for end, label in zip(ends, data.window_labels, strict=True):
+            strip.axvspan(end - data.hop / rate, end, ymin=0.0, ymax=0.5, color=colour[label], lw=0)
+        strip.set_yticks([0.25, 0.75], ["predicted", "labelled"])
+        strip.set_ylim(0, 1)
+        conf.scatter(ends, data.window_confidence, s=6,
+                     c=[colour[label] for label in data.window_labels])
+        conf.axhline(data.postprocess["threshold"], color="red", ls="--", lw=0.8)
+        conf.set_ylim(0, 1.05)
+        conf.set_ylabel("top-class p")
+        for label, end in data.events:
+            for ax in axes:
+                ax.axvline(end / rate, color="black", lw=0.6, alpha=0.6)
+            conf.text(end / rate, 0.03, f" {label}", fontsize=6, rotation=90, ha="right",
+                      va="bottom")
+    axes[-1].set_xlabel("time (s)")
+    fig.legend(handles=[Patch(color=colour[n], label=n) for n in names], loc="lower center",
+               ncol=min(len(names), 6), fontsize=7, frameon=False)
+    title = Path(data.recording).name + (f" · model {Path(data.model).name}, "
+                                         f"{len(data.events)} events" if with_model else "")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.04 + 0.012 * (len(names) // 6), 1, 1))
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
