@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.backends import Classifier, available_backends
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.simulate import load_session

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import serial
+
 from gesturekit.device.lineparser import LineParser
 from gesturekit.device.simulate import format_sample
 

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.simulate import PtySink, format_sample, load_session
 
 REPO = Path(__file__).resolve().parents[1]

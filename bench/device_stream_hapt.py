@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.postprocess import PostprocessConfig

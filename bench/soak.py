@@ -18,7 +18,8 @@ Checks, from the runner's JSON lines and its summary:
 - one gap per silence and per reconnect, at exactly the sample where the board stopped;
 - no window spans a gap: every window ends `window + k * hop` samples after the last gap,
   and the number of windows is what the gap-free segments give;
-- RSS (VmRSS from /proc) flat: sampled every second; start = after 5% of the stream.
+- RSS (VmRSS from /proc) flat: sampled every second; start = after 5% of the stream; from
+  20% on (the runner's latency ring of 10,000 windows is full) it grows less than 1 MB.
 
 Results: bench/results/soak.json. Run:
     .venv/bin/python bench/soak.py --bundle BUNDLE [--hours 10] [--speed 600] [--seed 0]
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
 from gesturekit.device.simulate import PtySink, format_sample, junk_line
@@ -250,7 +252,7 @@ def main() -> int:
         rss = RssSampler(runner.pid)
         rss.start()
         wall = time.monotonic()
-        state = {"rss_start": None, "next": 0.0, "forced": 0}
+        state = {"rss_start": None, "rss_warm": None, "next": 0.0, "forced": 0}
 
         def progress(b: Board) -> None:
             if runner.poll() is not None:
@@ -259,6 +261,8 @@ def main() -> int:
             done = (b.samples + b.skipped) / total
             if state["rss_start"] is None and done >= 0.05 and rss.samples:
                 state["rss_start"] = rss.samples[-1][1]
+            if state["rss_warm"] is None and done >= 0.2 and rss.samples:
+                state["rss_warm"] = rss.samples[-1][1]  # the latency ring is full by now
             # Short runs: force faults evenly so every kind happens.
             due = args.min_disconnects and done >= (state["forced"] + 0.5) / (args.min_disconnects + 1)
             if due and state["forced"] < args.min_disconnects:
@@ -292,6 +296,9 @@ def main() -> int:
         records = [json.loads(x) for x in out_path.read_text().splitlines() if x.startswith("{")]
         stderr = err_path.read_text()
         checks = {"exit code 0": code == 0, **check(records, board, bundle.window, bundle.hop)}
+        if args.hours >= 1:  # long enough to tell a leak from warm-up
+            checks["RSS flat after 20% (< 1 MB)"] = (
+                state["rss_warm"] is not None and rss_end - state["rss_warm"] < 1024)
         if not all(checks.values()):  # keep the runner's lines for a post-mortem
             shutil.copy(out_path, Path(args.out).with_suffix(".failed.jsonl"))
 
@@ -307,7 +314,8 @@ def main() -> int:
                                                 "latency_ms", "cpu_s", "invoke_s")},
         "runner_gap_samples": [x["sample"] for x in records if x["kind"] == "gap"],
         "samples_lost": board.samples - summary.get("samples", 0),
-        "rss_kb": {"start": state["rss_start"] or (rss_values or [None])[0], "end": rss_end,
+        "rss_kb": {"start": state["rss_start"] or (rss_values or [None])[0],
+                   "at_20pct": state["rss_warm"], "end": rss_end,
                    "min": min(rss_values, default=None), "max": max(rss_values, default=None)},
         "checks": checks, "passed": all(checks.values()),
         "stderr_tail": stderr[-2000:],
@@ -333,8 +341,8 @@ def print_table(r: dict) -> None:
         ("disconnects / reconnects", f"{b['disconnects']} / {run['reconnects']}"),
         ("silences / gaps reported", f"{b['silences']} / {run['gaps']}"),
         ("windows / events", f"{run['windows']} / {run['events']}"),
-        ("RSS start / end / max (kB)",
-         f"{r['rss_kb']['start']} / {r['rss_kb']['end']} / {r['rss_kb']['max']}"),
+        ("RSS at 5% / 20% / end (kB)",
+         f"{r['rss_kb']['start']} / {r['rss_kb']['at_20pct']} / {r['rss_kb']['end']}"),
     ]
     width = max(len(k) for k, _ in rows)
     for k, v in rows:

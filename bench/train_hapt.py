@@ -49,6 +49,7 @@ DEFAULT_RUN = ["three-phase sqrt/inverse", "direct inverse", "direct none",
 
 def run_cell(condition: str, name: str, seed: int, runs_dir: Path) -> dict:
     import keras
+
     from gesturekit.train.config import build_config
     from gesturekit.train.trainer import train_run
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from gesturekit.device.bundle import Bundle
 
+from gesturekit.device.bundle import Bundle
 from gesturekit.errors import UserError
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "onnxruntime")

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from gesturekit.device.windowing import Normalization
 
+from gesturekit.device.windowing import Normalization
 from gesturekit.errors import UserError
 
 FORMAT_VERSION = 1
@@ -24,6 +24,8 @@ MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WINDOW = 100_000  # samples; the ring buffer holds two windows
 
 # Post-processing defaults written into every bundle; `run` flags override them.
+POSTPROCESS_RANGES = {"smoothing": (1, math.inf), "threshold": (0.0, 1.0),
+                      "min_consecutive": (1, math.inf), "refractory_s": (0.0, math.inf)}
 DEFAULT_POSTPROCESS = {
     "smoothing": 3,  # moving average over the last k window outputs
     "threshold": 0.6,  # smoothed confidence needed to announce
@@ -147,9 +149,11 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
     postprocess = {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}
     for key, value in postprocess.items():
         kind = int if isinstance(DEFAULT_POSTPROCESS.get(key), int) else (int, float)
-        if not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value):
-            raise UserError(f"{path}: postprocess.{key} must be a finite number "
-                            f"(got {value!r})")
+        low, high = POSTPROCESS_RANGES.get(key, (-math.inf, math.inf))
+        if (not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
+                or not low <= value <= high):
+            raise UserError(f"{path}: postprocess.{key} must be a number within {low:g}..{high:g}"
+                            f" (got {value!r})")
     return Bundle(
         root=root, labels=labels, background_label=background, channels=channels,
         units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,

@@ -12,8 +12,8 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle
 
+from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle
 from gesturekit.errors import UserError
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import serial
+
 from gesturekit.device.lineparser import LineParser
 from gesturekit.device.ports import DEFAULT_BAUD, open_port
 from gesturekit.device.recording import DATASET_TOML, RecordingSpec, RecordingWriter, read_spec, write_spec
-
 from gesturekit.errors import UserError
 
 MIN_SAMPLES_FOR_RATE = 20

@@ -18,13 +18,13 @@ from typing import Protocol, TextIO
 
 import numpy as np
 import serial
+
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import Bundle
 from gesturekit.device.lineparser import LineParser
 from gesturekit.device.ports import DEFAULT_BAUD, find_port, open_port
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.windowing import StreamWindower
-
 from gesturekit.errors import UserError
 
 RATE_PROBE_S = 2.0  # stream seconds before the measured rate is compared with the model's

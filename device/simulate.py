@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.ports import open_port
 from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
-
 from gesturekit.errors import UserError
 
 HAPT_SESSION = re.compile(r"acc_exp\d+_user\d+\.txt$")

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig

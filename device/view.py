@@ -22,8 +22,6 @@ from collections.abc import Callable
 from typing import TextIO
 
 import numpy as np
-from gesturekit.device.bundle import Bundle
-from gesturekit.device.postprocess import PostprocessConfig
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.layout import Layout
 from rich.live import Live
@@ -31,6 +29,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from gesturekit.device.bundle import Bundle
+from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.errors import UserError
 
 REFRESH_HZ = 10.0

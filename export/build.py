@@ -14,9 +14,8 @@ from importlib import resources
 from pathlib import Path
 
 from gesturekit.device.bundle import MODEL_JSON, Bundle, write_model_json
-from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
-
 from gesturekit.errors import UserError
+from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
 
 MODELS = {"cnn_lstm": "cnn_lstm", "cnn": "cnn_head"}  # --model choice -> run model
 FLOAT_MAX_ABS_DIFF = 1e-4
@@ -150,7 +149,6 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
             "cost_vs_cnn_lstm": (_head_cost(run, test, agreement, work)
                                  if kind == "cnn_head" else None),
         }
-        (work / FILES["report"]).write_text(report.render_report(summary), encoding="utf-8")
         bundle = Bundle(
             root=work, labels=run.labels, background_label=run.background_label,
             channels=run.channels, units=run.units, sample_rate_hz=run.sample_rate_hz,
@@ -165,6 +163,8 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
             parity=summary["parity"],
         )
         write_model_json(bundle)
+        summary["session_plot"] = _plot_test_session(run, work)
+        (work / FILES["report"]).write_text(report.render_report(summary), encoding="utf-8")
         bundle.root = out
         if not float_ok and not allow_mismatch:
             raise UserError(_mismatch_message(agreement, out))
@@ -176,6 +176,22 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
         if work.exists():
             shutil.rmtree(work)
     return ExportResult(out, bundle, summary, float_ok)
+
+
+def _plot_test_session(run, work: Path) -> dict | None:
+    """Draw the first test session with the new bundle's predictions into the bundle (for the
+    report); None when the session cannot be read as a file (a dataset inside a zip)."""
+    from gesturekit.train.datasets import load_dataset, session_file
+    from gesturekit.train.plots import plot_recording
+
+    dataset = load_dataset(run.config["dataset"]["path"], **run.config["dataset"]["options"])
+    test = set(run.split["test"])
+    session = next(s for s in dataset.sessions if s.subject in test)
+    path = session_file(dataset, session)
+    if path is None:
+        return None
+    data = plot_recording(path, work / "test_session.png", model=work)
+    return {"session": session.name, "file": "test_session.png", "events": len(data.events)}
 
 
 def _head_cost(run, test, agreement: dict, work: Path) -> dict:

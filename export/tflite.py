@@ -13,10 +13,10 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from gesturekit.export.flatbuffer import LstmPatch, patch_lstm
-from gesturekit.train.model import ModelConfig, build_cnn_head, build_cnn_lstm
 
 from gesturekit.errors import UserError
+from gesturekit.export.flatbuffer import LstmPatch, patch_lstm
+from gesturekit.train.model import ModelConfig, build_cnn_head, build_cnn_lstm
 
 BUILDERS = {"cnn_lstm": build_cnn_lstm, "cnn_head": build_cnn_head}
 # int16 cell state at 2**-10 spans +-32: trained HAPT cell states exceed the converter's

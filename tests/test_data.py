@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gesturekit.train.datasets import load_dataset, make_windows, split_subjects
-from gesturekit.train.synth import SynthConfig, write_synthetic_dataset
 
 from gesturekit.cli import main
+from gesturekit.train.datasets import load_dataset, make_windows, split_subjects
+from gesturekit.train.synth import SynthConfig, write_synthetic_dataset
 
 HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
 

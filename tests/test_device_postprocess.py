@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
 
 LABELS = ["idle", "jump", "punch"]
@@ -65,7 +66,6 @@ def test_reset_forgets_the_run_across_a_gap():
 def test_bundle_defaults_and_flag_overrides(tmp_path):
     from gesturekit.device.bundle import Bundle
     from gesturekit.device.windowing import Normalization
-
     from gesturekit.errors import UserError
 
     bundle = Bundle(tmp_path, LABELS, "idle", ["a"], {}, 50.0, 8, 4,

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.postprocess import PostprocessConfig

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, write_spec
 
 GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]

@@ -11,14 +11,14 @@ import textwrap
 
 import numpy as np
 import pytest
+
+from gesturekit.cli import main
 from gesturekit.device.bundle import load_bundle
+from gesturekit.errors import UserError
 from gesturekit.export import flatbuffer
 from gesturekit.export.build import check_tflm_ops, export_run, tflm_ops
 from gesturekit.export.parity import tflite_probabilities
 from gesturekit.export.tflite import INT8_CELL_STATE_SCALE
-
-from gesturekit.cli import main
-from gesturekit.errors import UserError
 
 INT8_MAX_BYTES = 32 * 1024
 
@@ -289,3 +289,12 @@ def test_bundle_without_background_label_loads(quick_bundle, tmp_path):
     (bundle / "model.json").write_text(json.dumps(meta))
     loaded = load_bundle(bundle)
     assert loaded.background_label is None and loaded.background_index is None
+
+
+def test_report_embeds_a_plot_of_a_test_session(quick_run, quick_bundle):
+    report = (quick_bundle / "report.md").read_text()
+    assert "![test session](test_session.png)" in report
+    assert (quick_bundle / "test_session.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    session = report.split("## A test session: ", 1)[1].split("\n", 1)[0]  # e.g. s03_session1.csv
+    test_subjects = json.loads((quick_run / "config.json").read_text())["split"]["test"]
+    assert str(int(session[1:3])) in test_subjects

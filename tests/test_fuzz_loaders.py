@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gesturekit.device.bundle import MODEL_JSON, load_bundle
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gesturekit.device.bundle import MODEL_JSON, load_bundle
+from gesturekit.device.postprocess import PostprocessConfig
+from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec
 from gesturekit.errors import UserError
 
 # GK_FUZZ_EXAMPLES raises the budget for a long run (the hardening table used 5000).

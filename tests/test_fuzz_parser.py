@@ -22,10 +22,11 @@ import os
 from collections import Counter
 
 import numpy as np
-from gesturekit.device.lineparser import MAX_LINE_BYTES, LineParser
-from gesturekit.device.windowing import StreamWindower, cut_windows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from gesturekit.device.lineparser import MAX_LINE_BYTES, LineParser
+from gesturekit.device.windowing import StreamWindower, cut_windows
 
 # GK_FUZZ_EXAMPLES raises the budget for a long run (the hardening table used 5000).
 FUZZ = settings(max_examples=int(os.environ.get("GK_FUZZ_EXAMPLES", "300")), deadline=None,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gesturekit.device.bundle import load_bundle, write_model_json
 from gesturekit.device.windowing import window_starts
 

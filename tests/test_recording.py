@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec, write_spec
 
+from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec, write_spec
 from gesturekit.errors import UserError
 
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]

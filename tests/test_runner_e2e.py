@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig

@@ -13,6 +13,7 @@ import tty
 
 import pytest
 import serial
+
 from gesturekit.device.ports import find_port
 
 GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import serial
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.simulate import format_sample, junk_line
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from gesturekit.device.lineparser import LineParser
+from gesturekit.device.simulate import format_sample, junk_line
 
 
 def lines_of(data: np.ndarray) -> bytes:

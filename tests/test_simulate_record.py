@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import serial
+
 from gesturekit.device.lineparser import LineParser
 from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec, write_spec
 
@@ -120,8 +121,9 @@ def test_simulate_to_a_socket_url(recording):
 
 
 def test_simulate_reads_a_hapt_session_without_the_training_code():
-    from gesturekit.device.simulate import load_session
     from test_runner_e2e import HAPT_RAW
+
+    from gesturekit.device.simulate import load_session
 
     acc = HAPT_RAW / "acc_exp01_user01.txt"
     if not acc.is_file():

@@ -11,11 +11,11 @@ import sys
 
 import numpy as np
 import pytest
+
+from gesturekit.cli import main
 from gesturekit.device.recording import RecordingSpec, RecordingWriter, write_spec
 from gesturekit.train.config import build_config
 from gesturekit.train.runs import load_keras_model, load_run, run_windows
-
-from gesturekit.cli import main
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -96,6 +96,7 @@ def test_evaluate_gives_the_same_report_on_a_dataset(run, synth, tmp_path, capsy
 def test_evaluate_stream_hands_a_bundle_to_the_live_side(run, synth, tmp_path, capsys):
     import tensorflow as tf
     import tf2onnx
+
     from gesturekit.device.bundle import Bundle, write_model_json
 
     info = load_run(run)
@@ -118,6 +119,7 @@ def test_evaluate_stream_hands_a_bundle_to_the_live_side(run, synth, tmp_path, c
 
 def test_phase3_leaves_the_cnn_weights_bit_identical(synth):
     import keras
+
     from gesturekit.device.windowing import Normalization
     from gesturekit.train import phases
     from gesturekit.train.config import apply_values

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from gesturekit.errors import UserError
 from gesturekit.train.augment import AugmentConfig, augment, channel_triads, random_rotations
 from gesturekit.train.imbalance import class_weights, imbalance_ratio, thin_to_ratio
 from gesturekit.train.metrics import scores
-
-from gesturekit.errors import UserError
 
 HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
 COUNTS = np.array([1000, 100, 10])

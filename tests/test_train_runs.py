@@ -6,13 +6,13 @@ import json
 
 import numpy as np
 import pytest
+
 from gesturekit.device.recording import RecordingSpec, RecordingWriter, write_spec
 from gesturekit.device.windowing import Normalization
+from gesturekit.errors import UserError
 from gesturekit.train.datasets import load_dataset, make_windows
 from gesturekit.train.model import ModelConfig
 from gesturekit.train.runs import RUN_FORMAT_VERSION, load_keras_model, load_run, run_windows
-
-from gesturekit.errors import UserError
 
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
 
@@ -35,6 +35,7 @@ def tiny_dataset(root, subjects=4, seconds=20, rate=50):
 def fake_run(tmp_path):
     """A run folder as `gesturekit train` writes it, with an untrained model."""
     import keras
+
     from gesturekit.train.model import build_cnn_lstm
 
     data = tiny_dataset(tmp_path / "data")

@@ -10,12 +10,11 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from gesturekit.errors import UserError
 from gesturekit.train.augment import AugmentConfig
 from gesturekit.train.fit import PhaseBudget
 from gesturekit.train.imbalance import LOSSES, check_weight_mode
 from gesturekit.train.model import ModelConfig
-
-from gesturekit.errors import UserError
 
 STRATEGIES = ("direct", "three-phase")
 DISTRIBUTE = ("none", "mirrored", "multi-worker")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.recording import (
     DATASET_TOML,
     RecordingSpec,
@@ -21,7 +22,6 @@ from gesturekit.device.recording import (
     read_spec,
 )
 from gesturekit.device.windowing import UNLABELLED, cut_windows, window_labels
-
 from gesturekit.errors import UserError
 
 
@@ -152,6 +152,16 @@ def _rate_from_time(recordings, root: Path) -> float:
     if not step > 0:
         raise UserError(f"{root}: time column does not increase; cannot infer the sample rate")
     return round(1.0 / step, 3)
+
+
+def session_file(dataset: Dataset, session: Session) -> Path | None:
+    """The file a session was read from (for `simulate` and `plot`); None inside a zip."""
+    root = Path(dataset.root)
+    if root.is_file():
+        return None if root.suffix == ".zip" else root
+    if is_hapt(root):
+        return root / "RawData" / f"acc_{session.name}.txt"
+    return root / session.name
 
 
 # --- UCI HAPT raw layout -------------------------------------------------------------------

@@ -11,11 +11,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+
+from gesturekit.errors import UserError
 from gesturekit.train.datasets import Dataset, load_dataset, make_windows
 from gesturekit.train.metrics import scores
 from gesturekit.train.runs import RunInfo, load_keras_model, load_run
-
-from gesturekit.errors import UserError
 
 
 def align(dataset: Dataset, labels: list[str], channels: list[str]) -> Dataset:

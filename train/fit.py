@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
 from gesturekit.train.augment import AugmentConfig, augment
 from gesturekit.train.metrics import macro_f1
 

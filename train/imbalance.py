@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from gesturekit.train.datasets import Dataset
 
 from gesturekit.errors import UserError
+from gesturekit.train.datasets import Dataset
 
 WEIGHT_MODES = ("none", "inverse", "sqrt", "cbrt", "effective")
 LOSSES = ("crossentropy", "focal")

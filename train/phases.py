@@ -7,13 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+
+from gesturekit.errors import SandboxGateFailed
 from gesturekit.train.config import SandboxConfig, TrainConfig
 from gesturekit.train.fit import Arrays, PhaseBudget, fit_phase
 from gesturekit.train.imbalance import class_weights, make_loss
 from gesturekit.train.metrics import scores
 from gesturekit.train.model import build_cnn_head, build_cnn_lstm, copy_weights_by_name, feature_layers
-
-from gesturekit.errors import SandboxGateFailed
 
 
 @dataclass

@@ -18,15 +18,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle, load_bundle
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
 from gesturekit.device.simulate import Session, load_session
 from gesturekit.device.windowing import cut_windows, window_starts
-from gesturekit.train.datasets import _HaptSource, hapt_activity_names
-
 from gesturekit.errors import UserError
+from gesturekit.train.datasets import _HaptSource, hapt_activity_names
 
 HAPT_IDS = re.compile(r"acc_exp(\d+)_user(\d+)\.txt$")
 
@@ -200,8 +200,8 @@ def draw(data: PlotData, session: Session, out: str | os.PathLike) -> None:
     axes[-1].set_xlabel("time (s)")
     fig.legend(handles=[Patch(color=colour[n], label=n) for n in names], loc="lower center",
                ncol=min(len(names), 6), fontsize=7, frameon=False)
-    title = Path(data.recording).name + (f" · model {Path(data.model).name}, "
-                                         f"{len(data.events)} events" if with_model else "")
+    title = Path(data.recording).name + (f" · predictions and {len(data.events)} events"
+                                         if with_model else "")
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04 + 0.012 * (len(names) // 6), 1, 1))
     fig.savefig(out, dpi=110)

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gesturekit.device.windowing import Normalization
+from gesturekit.errors import UserError
 from gesturekit.train.datasets import Windows, make_windows
 from gesturekit.train.model import ModelConfig
-
-from gesturekit.errors import UserError
 
 RUN_FORMAT_VERSION = 1
 CONFIG_JSON = "config.json"

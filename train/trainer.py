@@ -12,7 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+from gesturekit import __version__
 from gesturekit.device.windowing import Normalization
+from gesturekit.errors import UserError
 from gesturekit.train.augment import channel_triads
 from gesturekit.train.config import TrainConfig
 from gesturekit.train.datasets import Dataset, load_dataset, make_windows, split_subjects
@@ -20,9 +23,6 @@ from gesturekit.train.fit import Arrays
 from gesturekit.train.imbalance import imbalance_ratio, thin_to_ratio
 from gesturekit.train.metrics import scores
 from gesturekit.train.runs import CONFIG_JSON, METRICS_JSON, MODEL_FILES, RUN_FORMAT_VERSION
-
-from gesturekit import __version__
-from gesturekit.errors import UserError
 
 
 def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset, object, dict]:
