@@ -65,7 +65,8 @@ def check_model_file(path: Path, kind: str) -> None:
     a TFLite flatbuffer. Interpreters then verify the rest (both refuse a truncated file)."""
     try:
         size = path.stat().st_size
-        head = path.open("rb").read(8)
+        with path.open("rb") as f:
+            head = f.read(8)
     except OSError as e:
         raise UserError(f"{path}: cannot read the model file ({e.strerror})") from None
     if size > MAX_MODEL_BYTES:

@@ -79,6 +79,25 @@ def write_model_json(bundle: Bundle) -> Path:
     return path
 
 
+def check_postprocess(values: dict, where: str = "") -> dict:
+    """The one check of post-processing settings (a bundle's, or with `run` flags applied):
+    known keys only, each a finite number of the right type within its range. `where`
+    prefixes the error, e.g. the model.json path."""
+    unknown = sorted(set(values) - set(DEFAULT_POSTPROCESS))
+    if unknown:
+        raise UserError(f"{where}unknown postprocess keys {unknown}; expected "
+                        f"{', '.join(DEFAULT_POSTPROCESS)}")
+    for key, value in values.items():
+        kind = int if isinstance(DEFAULT_POSTPROCESS[key], int) else (int, float)
+        low, high = POSTPROCESS_RANGES[key]
+        if (not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
+                or not low <= value <= high):
+            raise UserError(f"{where}postprocess.{key} must be a finite "
+                            f"{'whole number' if kind is int else 'number'} within "
+                            f"{low:g}..{high:g} (got {value!r})")
+    return values
+
+
 def load_bundle(root: str | os.PathLike) -> Bundle:
     """Read and check a bundle folder; every error names the field and what was expected."""
     root = Path(root)
@@ -146,14 +165,8 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
     for kind, name in files.items():
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise UserError(f"{path}: files.{kind} must be a plain file name inside the bundle")
-    postprocess = {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}
-    for key, value in postprocess.items():
-        kind = int if isinstance(DEFAULT_POSTPROCESS.get(key), int) else (int, float)
-        low, high = POSTPROCESS_RANGES.get(key, (-math.inf, math.inf))
-        if (not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
-                or not low <= value <= high):
-            raise UserError(f"{path}: postprocess.{key} must be a number within {low:g}..{high:g}"
-                            f" (got {value!r})")
+    postprocess = check_postprocess(
+        {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}, f"{path}: ")
     return Bundle(
         root=root, labels=labels, background_label=background, channels=channels,
         units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,

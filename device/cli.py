@@ -108,6 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gesturekit.device.postprocess import PostprocessConfig
     from gesturekit.device.runner import Printer, Runner, RunOptions
 
+    if args.duration is not None and not args.duration >= 0:
+        raise UserError(f"--duration {args.duration}: expected seconds >= 0")
     port = args.port
     if port is None:
         if not args.match:
@@ -126,11 +128,21 @@ def cmd_run(args: argparse.Namespace) -> int:
                          first_line_timeout_s=args.first_line_timeout,
                          reconnect_timeout_s=args.reconnect_timeout, gap_s=args.gap,
                          match=args.match, print_windows=args.windows, rate_hz=args.rate)
+    output = None
     if args.view or not (args.json or args.no_view or args.windows or not sys.stdout.isatty()):
-        from gesturekit.device.view import LiveView
-
-        output = LiveView(bundle, postprocess, port, trace=args.trace)
-    else:
+        try:
+            from gesturekit.device.view import LiveView
+        except ModuleNotFoundError as e:  # a --no-deps install (tflite-runtime venv): no rich
+            if (e.name or "").split(".")[0] != "rich":
+                raise
+            if args.view:
+                raise UserError(f"--view needs the rich package ({e}); "
+                                "`pip install rich`, or drop --view") from None
+            print(f"warning: no live view ({e}); printing lines instead (`pip install rich` "
+                  "for the view)", file=sys.stderr, flush=True)
+        else:
+            output = LiveView(bundle, postprocess, port, trace=args.trace)
+    if output is None:
         output = Printer(args.json)
     runner = Runner(bundle, classifier, postprocess, options, output)
     _on_signals(runner.stop)

@@ -23,7 +23,11 @@ def open_port(url: str, baudrate: int = DEFAULT_BAUD, timeout: float = READ_TIME
         port = serial.serial_for_url(url, do_not_open=True)
     except ValueError as e:  # an unknown URL scheme
         raise UserError(f"--port {url}: {e}") from None
-    port.baudrate = baudrate
+    try:
+        port.baudrate = baudrate
+    except ValueError:
+        raise UserError(f"--baud {baudrate}: not a valid baud rate; give the board's rate "
+                        f"(e.g. {DEFAULT_BAUD})") from None
     port.timeout = timeout
     port.write_timeout = 1.0
     if hasattr(port, "exclusive"):

@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle
-from gesturekit.errors import UserError
+from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle, check_postprocess
 
 
 @dataclass
@@ -28,16 +27,7 @@ class PostprocessConfig:
     def for_bundle(cls, bundle: Bundle, overrides: dict | None = None) -> PostprocessConfig:
         """The bundle's `postprocess` with the non-None `overrides` (command-line flags) applied."""
         values = {**bundle.postprocess, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-        unknown = set(values) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"{bundle.root}/model.json: unknown postprocess keys {sorted(unknown)}")
-        cfg = cls(**values)
-        if cfg.smoothing < 1 or cfg.min_consecutive < 1 or cfg.refractory_s < 0:
-            raise UserError(f"postprocess: smoothing and min_consecutive must be >= 1 and "
-                            f"refractory_s >= 0 (got {cfg})")
-        if not 0.0 <= cfg.threshold <= 1.0:
-            raise UserError(f"postprocess: threshold must be within 0..1 (got {cfg.threshold})")
-        return cfg
+        return cls(**check_postprocess(values))
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)

@@ -86,7 +86,7 @@ class Recorder:
         """Record until seconds/samples are reached, `stop()`, or the port goes away."""
         opts = self.opts
         port = open_port(opts.port, opts.baudrate)
-        start = time.monotonic()
+        start = last_read = time.monotonic()
         first_sample = last_sample = None
         batch, labels, times = [], [], []
         next_flush = start + FLUSH_EVERY_S
@@ -94,7 +94,8 @@ class Recorder:
         try:
             while not self._stop:
                 now = time.monotonic()
-                if opts.seconds is not None and first_sample and now - first_sample >= opts.seconds:
+                if (opts.seconds is not None and first_sample is not None
+                        and now - first_sample >= opts.seconds):
                     break
                 if opts.samples is not None and self.samples >= opts.samples:
                     break
@@ -104,15 +105,25 @@ class Recorder:
                 except (serial.SerialException, OSError):
                     ended = "disconnected"
                     break
+                arrived, previous_read = time.monotonic(), last_read
+                last_read = arrived
                 rows = self.parser.feed(chunk) if chunk else np.zeros((0, 0), np.float32)
                 if len(rows):
-                    first_sample = first_sample or now
-                    last_sample = now
+                    # The time column holds host arrival times, the only clock a recorder sees
+                    # (the board sends no timestamps, and index / rate would hide stalls and
+                    # lost lines). A chunk's samples came in after the previous read returned,
+                    # so they are spread evenly over that interval, the last at its arrival:
+                    # each sample has its own, increasing time instead of a staircase.
+                    stamps = previous_read + (arrived - previous_read) * (
+                        np.arange(1, len(rows) + 1) / len(rows))
+                    if first_sample is None:
+                        first_sample = float(stamps[0])
+                    last_sample = arrived
                     if opts.samples is not None:
                         rows = rows[: opts.samples - self.samples]
                     batch.append(rows)
                     labels += [self.label] * len(rows)
-                    times += [now - first_sample] * len(rows)
+                    times += (stamps[: len(rows)] - first_sample).tolist()
                     self.samples += len(rows)
                     self.label_counts[self.label] = self.label_counts.get(self.label, 0) + len(rows)
                 elif first_sample is None and now - start > opts.first_line_timeout_s:

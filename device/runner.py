@@ -146,7 +146,7 @@ class Runner:
         self._port = open_port(opts.port, opts.baudrate)
         self._start = time.monotonic()
         cpu_start = time.process_time()
-        end = self._start + opts.duration_s if opts.duration_s else None
+        end = self._start + opts.duration_s if opts.duration_s is not None else None
         self._connected_at = self._last_data = self._start
         self._first_sample_time: float | None = None
         next_status = self._start

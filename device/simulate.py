@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import serial
 
 from gesturekit.device.ports import open_port
 from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
@@ -61,7 +62,11 @@ def load_session(path: str | os.PathLike, rate_hz: float | None = None) -> Sessi
     rec = read_recording(path, spec)
     rate = rate_hz or (spec.sample_rate_hz if spec else None)
     if rate is None and rec.time is not None and len(rec.time) > 1:
-        rate = 1.0 / float(np.median(np.diff(rec.time)))
+        step = float(np.median(np.diff(rec.time)))
+        if not step > 0:
+            raise UserError(f"{path}: time column '{spec.time_column}' does not increase "
+                            f"(median step {step:g}); fix the times, or pass --rate")
+        rate = 1.0 / step
     if not rate or not rate > 0:
         raise UserError(f"{path}: sample rate unknown; pass --rate or add a {DATASET_TOML} "
                         "with sample_rate_hz")
@@ -233,7 +238,11 @@ class PortSink:
         """A port has no notion of a reader: start at once."""
 
     def write(self, data: bytes) -> bool:
-        self._port.write(data)
+        try:
+            self._port.write(data)
+        except (serial.SerialException, OSError) as e:  # e.g. a socket:// peer closed
+            raise UserError(f"simulate: writing to {self.path} failed ({e}); "
+                            "is the other end still listening?") from None
         return True
 
     def reopen(self) -> None:

@@ -178,19 +178,26 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     return ExportResult(out, bundle, summary, float_ok)
 
 
-def _plot_test_session(run, work: Path) -> dict | None:
+def _plot_test_session(run, work: Path) -> dict:
     """Draw the first test session with the new bundle's predictions into the bundle (for the
-    report); None when the session cannot be read as a file (a dataset inside a zip)."""
+    report). The plot is decorative: when it cannot be drawn (a dataset inside a zip, moved or
+    unreadable data) the dict says why under "skipped" and the export goes on."""
     from gesturekit.train.datasets import load_dataset, session_file
     from gesturekit.train.plots import plot_recording
 
-    dataset = load_dataset(run.config["dataset"]["path"], **run.config["dataset"]["options"])
-    test = set(run.split["test"])
-    session = next(s for s in dataset.sessions if s.subject in test)
-    path = session_file(dataset, session)
-    if path is None:
-        return None
-    data = plot_recording(path, work / "test_session.png", model=work)
+    try:
+        dataset = load_dataset(run.config["dataset"]["path"], **run.config["dataset"]["options"])
+        test = set(run.split["test"])
+        session = next((s for s in dataset.sessions if s.subject in test), None)
+        if session is None:
+            return {"skipped": f"{dataset.root}: no session of the test subjects"}
+        path = session_file(dataset, session)
+        if path is None:
+            return {"skipped": f"{dataset.root}: its sessions are inside a zip, not files"}
+        data = plot_recording(path, work / "test_session.png", model=work,
+                              rate_hz=run.sample_rate_hz)
+    except UserError as e:
+        return {"skipped": str(e)}
     return {"session": session.name, "file": "test_session.png", "events": len(data.events)}
 
 

@@ -184,10 +184,17 @@ def render_report(summary: dict) -> str:
                   f"Test macro-F1 {c['cnn_head_macro_f1']:.4f} (int8 {c['cnn_head_int8_macro_f1']:.4f})"
                   f" against the run's CNN-LSTM {c['cnn_lstm_macro_f1']:.4f}: "
                   f"{100 * c['delta']:+.2f} points, int8 model {_kb(c['cnn_head_int8_bytes'])}."]
-    if s.get("session_plot"):
-        p = s["session_plot"]
-        lines += ["", f"## A test session: {p['session']}", "",
-                  f"Labels as bands, the float model's top class per window and the {p['events']} "
-                  "events the bundle's post-processing announces (`gesturekit plot` draws the same "
-                  "for any recording):", "", f"![test session]({p['file']})"]
+    lines += session_plot_lines(s.get("session_plot"))
     return "\n".join(lines) + "\n"
+
+
+def session_plot_lines(p: dict | None) -> list[str]:
+    """The report's test-session section: the plot, or why there is none."""
+    if not p:
+        return []
+    if p.get("skipped"):
+        return ["", "## A test session", "", f"No plot of a test session: {p['skipped']}."]
+    return ["", f"## A test session: {p['session']}", "",
+            f"Labels as bands, the float model's top class per window and the {p['events']} "
+            "events the bundle's post-processing announces (`gesturekit plot` draws the same "
+            "for any recording):", "", f"![test session]({p['file']})"]

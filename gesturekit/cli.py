@@ -4,13 +4,15 @@ Each area adds its own subcommands (`add_commands`) from a light module, and imp
 heavy parts (TensorFlow, interpreters) only inside the command that needs them, so
 `gesturekit --help` and `gesturekit run` start fast.
 
-Errors: a `UserError` prints one line and exits with its code (2, or 3 for the sandbox gate);
-anything else is a bug, shown as a traceback with `--debug`.
+Errors: a `UserError` (and an `OSError` about a path or device the user named) prints one line
+and exits with its code (2, or 3 for the sandbox gate); anything else is a bug, shown as a
+traceback; `--debug` shows tracebacks for every error.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gesturekit import __version__
@@ -46,6 +48,17 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # Output piped into `head` and closed: not an error. Point stdout at devnull so the
+        # interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as e:
+        # A path or device the user named (not a directory, permission denied, disk full).
+        if args.debug:
+            raise
+        print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
+        return UserError.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -157,3 +157,112 @@ def test_hapt_zip_reads_like_the_folder(tmp_path):
     assert [s.name for s in ds.sessions] == ["exp01_user01"]
     assert ds.sessions[0].data.shape == (20598, 6)
     assert ds.sessions[0].label_ids[249] == 4 and ds.sessions[0].label_ids[248] == -1  # STANDING from 250
+
+
+def test_synth_force_replaces_only_a_dataset_folder(tmp_path, capsys):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    code, _, err = run_cli(capsys, "data", "synth", "--out", str(precious), "--force",
+                           "--subjects", "3", "--minutes", "2")
+    assert code == 2 and err.count("\n") == 1 and "not a dataset folder" in err
+    assert (precious / "notes.txt").read_text() == "keep me"
+    ds = tmp_path / "ds"
+    for _ in range(2):  # a dataset folder is replaced
+        assert run_cli(capsys, "data", "synth", "--out", str(ds), "--force",
+                       "--subjects", "3", "--minutes", "2")[0] == 0
+    assert (ds / "dataset.toml").is_file()
+
+
+def test_overlapping_test_and_validation_subjects_are_refused():
+    from gesturekit.errors import UserError
+
+    with pytest.raises(UserError, match="subject\\(s\\) 2 named as both test and validation"):
+        split_subjects(["1", "2", "3", "4"], seed=0, test_subjects=["2"], val_subjects=["2", "3"])
+
+
+def test_info_on_a_dataset_without_labelled_classes(tmp_path, capsys):
+    (tmp_path / "s1.csv").write_text(HEADER + "0.00,0.1,0.2,1.0,\n0.02,0.1,0.2,1.0,\n")
+    code, out, err = run_cli(capsys, "data", "info", str(tmp_path), "--rate", "50")
+    assert code == 0 and err == "" and "none labelled" in out
+
+
+def _hapt_folder(tmp_path: Path, activity_labels: bytes | None = None) -> Path:
+    raw = tmp_path / "hapt" / "RawData"
+    raw.mkdir(parents=True)
+    if activity_labels is None:
+        os.symlink(HAPT / "activity_labels.txt", raw.parent / "activity_labels.txt")
+    else:
+        (raw.parent / "activity_labels.txt").write_bytes(activity_labels)
+    for name in ("labels.txt", "acc_exp01_user01.txt", "gyro_exp01_user01.txt"):
+        os.symlink(HAPT / "RawData" / name, raw / name)
+    return raw.parent
+
+
+@pytest.mark.parametrize(
+    ("activity_labels", "expected"),
+    [
+        (b"1 WALKING\n2\n", "activity_labels.txt:2: '2'; expected 'NUMBER NAME'"),
+        (b"1 WALKING\nx SITTING\n", "activity_labels.txt:2: 'x SITTING'; expected 'NUMBER NAME'"),
+        (b"1 WALKING\n2 SIT\xe9\n", "activity_labels.txt:2: byte 0xe9 is not ASCII"),
+    ],
+)
+def test_bad_hapt_activity_labels_are_one_line_errors(tmp_path, capsys, activity_labels, expected):
+    root = _hapt_folder(tmp_path, activity_labels)
+    code, out, err = run_cli(capsys, "data", "info", str(root))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert expected in err, err
+
+
+def test_corrupt_zip_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "hapt.zip"
+    bad.write_bytes(b"PK\x03\x04 this is not really a zip file")
+    code, out, err = run_cli(capsys, "data", "info", str(bad))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{bad}: not a readable zip file" in err, err
+
+
+def test_hapt_zip_is_closed_after_loading(tmp_path):
+    import gc
+    import warnings
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "hapt.zip", "w") as z:
+        z.write(HAPT / "activity_labels.txt", "activity_labels.txt")
+        for name in ("labels.txt", "acc_exp01_user01.txt", "gyro_exp01_user01.txt"):
+            z.write(HAPT / "RawData" / name, f"RawData/{name}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        from gesturekit.train.datasets import _HaptSource
+
+        source = _HaptSource(tmp_path / "hapt.zip")
+        assert not any(isinstance(v, zipfile.ZipFile) for v in vars(source).values())
+        assert source.text("activity_labels.txt").startswith("1 WALKING")
+        del source
+        gc.collect()
+
+
+def test_plot_labels_outside_the_activities_are_a_user_error(tmp_path):
+    from gesturekit.errors import UserError
+    from gesturekit.train.plots import session_labels
+
+    root = _hapt_folder(tmp_path, b"1 WALKING\n")  # labels.txt uses activities up to 12
+    with pytest.raises(UserError, match="labels.txt: row .* outside .* the 1 activities"):
+        session_labels(root / "RawData" / "acc_exp01_user01.txt", 20598)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_cli_help_does_not_import_tensorflow(argv):
+    code = (
+        "import sys\n"
+        "from gesturekit.cli import build_parser\n"
+        "parser = build_parser()\n"
+        f"try:\n    parser.parse_args({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "heavy = [n for n in sys.modules if n.split('.')[0] in ('tensorflow', 'keras', 'tf_keras')]\n"
+        "assert not heavy, heavy[:5]\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    result = subprocess.run([sys.executable, "-m", "gesturekit.cli", *argv], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and "usage" in result.stdout, result.stderr

@@ -10,7 +10,6 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +112,15 @@ def test_sigint_ends_with_a_summary_and_exit_0(quick_bundle, tmp_path):
     sim, port = start_simulator(SESSION, "--speed", "5", "--loop")
     try:
         run = subprocess.Popen([*GESTUREKIT, "run", "--port", port, "--model", str(quick_bundle),
-                                "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=ENV)
-        time.sleep(4)
+                                "--json", "--windows"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=ENV)
+        # Signal once the run is classifying (its first window line), not after a guessed sleep.
+        ready, _, _ = select.select([run.stdout], [], [], 60)
+        assert ready, "run printed no window within 60 s"
+        first = run.stdout.readline()
         run.send_signal(signal.SIGINT)
-        out, err = run.communicate(timeout=30)
+        rest, err = run.communicate(timeout=30)
+        out = first + rest
     finally:
         sim.kill()
     assert run.returncode == 0, err

@@ -151,3 +151,61 @@ def test_find_port_without_a_matching_board_returns_none():
 def test_run_with_a_match_that_finds_nothing(quick_bundle):
     result = run_cli("run", "--match", "ffff:fffe", "--model", str(quick_bundle))
     assert_one_line_error(result, "--match ffff:fffe", "no serial port matches")
+
+
+def test_invalid_baud_rate_is_a_user_error():
+    from gesturekit.device.ports import open_port
+    from gesturekit.errors import UserError
+
+    with pytest.raises(UserError, match="--baud -5: not a valid baud rate"):
+        open_port("loop://", baudrate=-5)
+
+
+def test_duration_0_ends_at_once_and_negative_is_refused(quick_bundle, board_factory):
+    board = board_factory(b"0.1,0.2,0.9,0.01,0.02,0.03\n")
+    result = subprocess.run([*GESTUREKIT, "run", "--port", board.path, "--model",
+                             str(quick_bundle), "--json", "--duration", "0"],
+                            capture_output=True, text=True, env=ENV, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert '"ended"' in result.stdout.splitlines()[-1]
+    assert_one_line_error(run_cli("run", "--port", board.path, "--model", str(quick_bundle),
+                                  "--duration", "-1"), "--duration -1")
+
+
+NO_RICH = [sys.executable, "-c", "import sys; sys.modules['rich'] = None; "
+           "from gesturekit.cli import main; sys.exit(main())"]
+
+
+def test_view_without_rich_falls_back_to_lines(quick_bundle, board_factory):
+    """The default view on a terminal, in a --no-deps install without rich: a warning, lines."""
+    board = board_factory(b"0.1,0.2,0.9,0.01,0.02,0.03\n", rate_hz=50)
+    master, slave = pty.openpty()  # stdout is a terminal, so the view is the default
+    try:
+        result = subprocess.run([*NO_RICH, "run", "--port", board.path, "--model",
+                                 str(quick_bundle), "--duration", "1"], stdout=slave,
+                                stderr=subprocess.PIPE, text=True, env=ENV, timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "warning: no live view" in result.stderr and "pip install rich" in result.stderr
+    explicit = subprocess.run([*NO_RICH, "run", "--port", board.path, "--model",
+                               str(quick_bundle), "--view", "--duration", "1"],
+                              capture_output=True, text=True, env=ENV, timeout=60)
+    assert_one_line_error(explicit, "--view needs the rich package")
+
+
+def test_model_file_check_closes_the_file(tmp_path):
+    import gc
+    import warnings
+
+    from gesturekit.device.backends import check_model_file
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\0\0\0\0TFL3" + bytes(100))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        check_model_file(model, "float")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]

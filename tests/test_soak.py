@@ -21,8 +21,9 @@ def test_soak_short(quick_bundle, tmp_path):
          "--hours", "0.05", "--min-disconnects", "2", "--seed", "1", "--out", str(out)],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 0, (result.stdout, result.stderr[-3000:])
     r = json.loads(out.read_text())
-    assert result.returncode == 0 and r["passed"], (result.stdout, result.stderr[-3000:])
+    assert r["passed"], (result.stdout, result.stderr[-3000:])
     assert all(r["checks"].values()) and len(r["checks"]) == 11
     assert r["samples_lost"] == 0
     assert r["board"]["disconnects"] >= 2 and r["runner"]["reconnects"] == r["board"]["disconnects"]

@@ -94,3 +94,69 @@ def test_scores_and_collapse_detection():
     good = scores(y, y, ["walk", "jump", "punch"])
     assert good["macro_f1"] == 1.0 and not good["collapsed"] and not good["collapsed_classes"]
     assert good["confusion"] == [[90, 0, 0], [0, 5, 0], [0, 0, 5]]
+
+
+def test_train_force_replaces_only_a_run_folder_and_only_after_the_data_loads(tmp_path, capsys):
+    from gesturekit.cli import main
+
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    missing = str(tmp_path / "no-such-data")
+    assert main(["train", missing, "--out", str(precious), "--force", "--quick"]) == 2
+    assert "not a run folder (no config.json)" in capsys.readouterr().err
+    assert (precious / "notes.txt").read_text() == "keep me"
+
+    old_run = tmp_path / "run"
+    old_run.mkdir()
+    (old_run / "config.json").write_text("{}")
+    assert main(["train", missing, "--out", str(old_run), "--force", "--quick"]) == 2
+    assert "no such dataset" in capsys.readouterr().err
+    assert (old_run / "config.json").read_text() == "{}"  # a bad dataset keeps the old run
+
+
+def test_stream_evaluation_checks_the_sample_rate(monkeypatch):
+    from types import SimpleNamespace
+
+    import gesturekit.device.bundle
+    from gesturekit.train.datasets import Dataset, Session
+    from gesturekit.train.evaluate import evaluate_bundle_stream
+
+    bundle = SimpleNamespace(sample_rate_hz=100.0, channels=["ax"], labels=["a"], root="b")
+    monkeypatch.setattr(gesturekit.device.bundle, "load_bundle", lambda _: bundle)
+    ds = Dataset("d", "d", 50.0, ["ax"], {}, ["a"], None,
+                 [Session("s", "1", np.zeros((10, 1), np.float32), np.zeros(10, np.int16))])
+    with pytest.raises(UserError, match="d: sample rate 50 Hz, the model was trained at 100 Hz"):
+        evaluate_bundle_stream("b", ds, None)
+    ds.channels = ["gx"]
+    ds.sample_rate_hz = 102.0  # within 5%: on to the (shared) channel check
+    with pytest.raises(UserError, match="no channel\\(s\\) ax; the model needs ax"):
+        evaluate_bundle_stream("b", ds, None)
+
+
+def test_export_plot_is_decorative_and_uses_the_run_rate(tmp_path, monkeypatch, synth_dataset):
+    from types import SimpleNamespace
+
+    import gesturekit.train.plots
+    from gesturekit.export import build, report
+
+    calls = []
+
+    def fake_plot(path, out, model=None, rate_hz=None, **_):
+        calls.append(rate_hz)
+        raise UserError(f"{path}: cannot plot")
+
+    monkeypatch.setattr(gesturekit.train.plots, "plot_recording", fake_plot)
+    run = SimpleNamespace(config={"dataset": {"path": str(synth_dataset), "options": {}}},
+                          split={"test": ["1"]}, sample_rate_hz=50.0)
+    result = build._plot_test_session(run, tmp_path)
+    assert calls == [50.0]
+    assert result["skipped"].endswith(": cannot plot")
+    run.config["dataset"]["path"] = str(tmp_path / "moved")
+    assert "no such dataset" in build._plot_test_session(run, tmp_path)["skipped"]
+
+    section = "\n".join(report.session_plot_lines(result))
+    assert "No plot of a test session" in section and "cannot plot" in section
+    assert "![" not in section
+    shown = report.session_plot_lines({"session": "s", "file": "test_session.png", "events": 2})
+    assert "![test session](test_session.png)" in shown

@@ -61,6 +61,10 @@ def cmd_data_info(args: argparse.Namespace) -> int:
           f"({info['samples'] / info['sample_rate_hz'] / 60:.1f} min at {info['sample_rate_hz']:g} Hz)")
     print(f"channels    {', '.join(info['channels'])}")
     print(f"unlabelled  {info['unlabelled_samples']:,} samples")
+    if not any(info["classes"].values()):
+        print("\nclasses     none labelled (no label values; set --label-column or "
+              "--background-label)")
+        return 0
     width = max(len(name) for name in info["classes"])
     print(f"\n{'class':<{width}}  {'samples':>9}  {'segments':>8}")
     for name, count in info["classes"].items():

@@ -10,6 +10,7 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,9 +77,16 @@ def _subject_id(text: str) -> str:
     return str(int(text)) if text.isdigit() else text
 
 
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise UserError(f"{path}: not a readable zip file ({e}); expected the UCI HAPT zip") from None
+
+
 def is_hapt(path: Path) -> bool:
     if path.is_file() and path.suffix == ".zip":
-        with zipfile.ZipFile(path) as z:
+        with _open_zip(path) as z:
             return any(n.endswith("RawData/labels.txt") for n in z.namelist())
     return (path / "RawData" / "labels.txt").is_file()
 
@@ -177,26 +185,44 @@ class _HaptSource:
 
     def __init__(self, path: Path):
         self.path = path
-        self._zip = zipfile.ZipFile(path) if path.is_file() else None
-        if self._zip:
-            labels = next(n for n in self._zip.namelist() if n.endswith("RawData/labels.txt"))
-            self._prefix = labels[: -len("RawData/labels.txt")]
-            self.names = [n[len(self._prefix):] for n in self._zip.namelist()]
+        self._members: dict[str, bytes] | None = None  # a zip's files, read eagerly and closed
+        if path.is_file():
+            with _open_zip(path) as z:
+                names = z.namelist()
+                labels = next((n for n in names if n.endswith("RawData/labels.txt")), None)
+                if labels is None:
+                    raise UserError(f"{path}: no RawData/labels.txt; expected the UCI HAPT zip")
+                self._prefix = labels[: -len("RawData/labels.txt")]
+                try:
+                    wanted = (self._prefix + "RawData/", self._prefix + "activity_labels.txt")
+                    self._members = {n[len(self._prefix):]: z.read(n) for n in names
+                                     if n.startswith(wanted) and not n.endswith("/")}
+                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+                    raise UserError(f"{path}: corrupt zip file ({e}); expected the UCI HAPT "
+                                    "zip") from None
+            self.names = list(self._members)
         else:
             self._prefix = ""
             self.names = [p.relative_to(path).as_posix() for p in (path / "RawData").iterdir()]
             self.names += [n for n in ("activity_labels.txt",) if (path / n).is_file()]
 
     def where(self, name: str) -> str:
-        return f"{self.path}/{name}" if not self._zip else f"{self.path}:{self._prefix}{name}"
+        return f"{self.path}/{name}" if self._members is None else f"{self.path}:{self._prefix}{name}"
 
     def text(self, name: str) -> str:
         try:
-            if self._zip:
-                return self._zip.read(self._prefix + name).decode("ascii")
-            return (self.path / name).read_text(encoding="ascii")
+            if self._members is not None:
+                raw = self._members[name]
+            else:
+                raw = (self.path / name).read_bytes()
         except (KeyError, FileNotFoundError):
             raise UserError(f"{self.where(name)}: missing; the HAPT layout needs it") from None
+        try:
+            return raw.decode("ascii")
+        except UnicodeDecodeError as e:
+            line = raw[: e.start].count(b"\n") + 1
+            raise UserError(f"{self.where(name)}:{line}: byte 0x{raw[e.start]:02x} is not "
+                            "ASCII; expected ASCII text") from None
 
     def table(self, name: str, columns: int) -> np.ndarray:
         try:
@@ -214,10 +240,13 @@ class _HaptSource:
 
 def hapt_activity_names(source: _HaptSource) -> list[str]:
     names = {}
-    for line in source.text("activity_labels.txt").splitlines():
+    for i, line in enumerate(source.text("activity_labels.txt").splitlines(), 1):
         if line.strip():
-            number, name = line.split(maxsplit=1)
-            names[int(number)] = name.strip()
+            parts = line.split(maxsplit=1)
+            if len(parts) != 2 or not parts[0].isdigit():
+                raise UserError(f"{source.where('activity_labels.txt')}:{i}: {line.strip()!r}; "
+                                "expected 'NUMBER NAME'")
+            names[int(parts[0])] = parts[1].strip()
     return [names[k] for k in sorted(names)]
 
 
@@ -318,6 +347,10 @@ def split_subjects(subjects: list[str], seed: int, test_subjects: list[str] | No
         if missing:
             raise UserError(f"{name} subjects {', '.join(missing)} are not in the dataset "
                             f"(subjects: {', '.join(subjects)})")
+    both = [s for s in test_subjects or [] if s in set(val_subjects or [])]
+    if both:
+        raise UserError(f"subject(s) {', '.join(both)} named as both test and validation "
+                        "subjects; expected disjoint --test-subjects and --val-subjects")
     if len(subjects) < 3:
         raise UserError(f"need at least 3 subjects (or sessions) for a train/validation/test "
                         f"split, the dataset has {len(subjects)}")

@@ -18,17 +18,29 @@ from gesturekit.train.metrics import scores
 from gesturekit.train.runs import RunInfo, load_keras_model, load_run
 
 
+def check_rate(dataset: Dataset, rate_hz: float) -> None:
+    """The dataset's sample rate must be within 5% of the model's."""
+    if abs(dataset.sample_rate_hz - rate_hz) > 0.05 * rate_hz:
+        raise UserError(f"{dataset.root}: sample rate {dataset.sample_rate_hz:g} Hz, the model was "
+                        f"trained at {rate_hz:g} Hz")
+
+
+def channel_order(dataset: Dataset, channels: list[str]) -> list[int]:
+    """Indices of the model's channels in the dataset; a missing channel is an error."""
+    missing = [c for c in channels if c not in dataset.channels]
+    if missing:
+        raise UserError(f"{dataset.root}: no channel(s) {', '.join(missing)}; the model needs "
+                        f"{', '.join(channels)} (dataset has {', '.join(dataset.channels)})")
+    return [dataset.channels.index(c) for c in channels]
+
+
 def align(dataset: Dataset, labels: list[str], channels: list[str]) -> Dataset:
     """The dataset with channels in the model's order and class ids in the model's indexing.
 
     Classes the model does not know are left unlabelled (not scored); a missing channel is
     an error.
     """
-    missing = [c for c in channels if c not in dataset.channels]
-    if missing:
-        raise UserError(f"{dataset.root}: no channel(s) {', '.join(missing)}; the model needs "
-                        f"{', '.join(channels)} (dataset has {', '.join(dataset.channels)})")
-    order = [dataset.channels.index(c) for c in channels]
+    order = channel_order(dataset, channels)
     remap = np.array([labels.index(n) if n in labels else -1 for n in dataset.labels] + [-1],
                      dtype=np.int16)  # index -1 (unlabelled) maps through the appended -1
     known = [n for n in dataset.labels if n in labels]
@@ -43,9 +55,7 @@ def align(dataset: Dataset, labels: list[str], channels: list[str]) -> Dataset:
 
 def evaluate_run(run: RunInfo, dataset: Dataset, subjects: list[str] | None = None) -> dict:
     """Scores of the run's CNN-LSTM on the dataset's windows (cut with the run's settings)."""
-    if abs(dataset.sample_rate_hz - run.sample_rate_hz) > 0.05 * run.sample_rate_hz:
-        raise UserError(f"{dataset.root}: sample rate {dataset.sample_rate_hz:g} Hz, the model was "
-                        f"trained at {run.sample_rate_hz:g} Hz")
+    check_rate(dataset, run.sample_rate_hz)
     dataset = align(dataset, run.labels, run.channels)
     windows = make_windows(dataset, subjects, run.window, run.hop, float(run.config["purity"]))
     if len(windows.y) == 0:
@@ -62,11 +72,8 @@ def evaluate_bundle_stream(bundle_dir: str, dataset: Dataset, subjects: list[str
     from gesturekit.device.stream_eval import StreamSession, evaluate_stream
 
     bundle = load_bundle(bundle_dir)
-    missing = [c for c in bundle.channels if c not in dataset.channels]
-    if missing:
-        raise UserError(f"{dataset.root}: no channel(s) {', '.join(missing)}; the bundle needs "
-                        f"{', '.join(bundle.channels)}")
-    order = [dataset.channels.index(c) for c in bundle.channels]
+    check_rate(dataset, bundle.sample_rate_hz)
+    order = channel_order(dataset, bundle.channels)
     wanted = set(subjects) if subjects else None
     sessions = [StreamSession(s.name, s.data[:, order], s.label_ids) for s in dataset.sessions
                 if wanted is None or s.subject in wanted]

@@ -66,6 +66,10 @@ def session_labels(path: Path, n_samples: int) -> np.ndarray:
         labels = np.full(n_samples, "", dtype=object)
         exp, user = int(m.group(1)), int(m.group(2))
         for _, _, activity, first, last in table[(table[:, 0] == exp) & (table[:, 1] == user)]:
+            if not (1 <= activity <= len(names)) or not (1 <= first <= last <= n_samples):
+                raise UserError(f"{source.where('RawData/labels.txt')}: row {exp} {user} "
+                                f"{activity} {first} {last} is outside the session's "
+                                f"{n_samples} samples or the {len(names)} activities")
             labels[first - 1: last] = names[activity - 1]
         return labels
     toml = next((d / DATASET_TOML for d in list(path.parents)[:3] if (d / DATASET_TOML).is_file()),

@@ -196,6 +196,9 @@ def write_synthetic_dataset(out: str | Path, cfg: SynthConfig | None = None,
     if out.exists():
         if not force:
             raise UserError(f"{out}: already exists; choose another --out or add --force")
+        if not out.is_dir() or (any(out.iterdir()) and not (out / DATASET_TOML).is_file()):
+            raise UserError(f"{out}: exists and is not a dataset folder (no {DATASET_TOML}); "
+                            "refusing to replace it, choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
     rate = cfg.sample_rate_hz

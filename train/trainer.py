@@ -89,10 +89,13 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
     from gesturekit.train.report import write_report
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    replace = out.exists() and (not out.is_dir() or any(out.iterdir()))
+    if replace:
         if not force:
             raise UserError(f"{out}: exists and is not empty; choose another --out or pass --force")
-        shutil.rmtree(out)
+        if not (out / CONFIG_JSON).is_file():
+            raise UserError(f"{out}: exists and is not a run folder (no {CONFIG_JSON}); "
+                            "refusing to replace it, choose another --out")
     options = options or {}
     t0 = time.perf_counter()
     dataset, split, thin_info = prepare_dataset(data, options, cfg)
@@ -118,6 +121,8 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
                          normalize=norm.apply, scope=scope,
                          aug_context=(channel_triads(dataset.channels, dataset.units), norm.std),
                          progress=progress)
+    if replace:  # only now that the dataset loaded and split: a bad --data keeps the old run
+        shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     config = {
         "format_version": RUN_FORMAT_VERSION, "gesturekit_version": __version__,
