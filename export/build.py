@@ -66,6 +66,7 @@ class ExportResult:
 def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
                force: bool = False, allow_mismatch: bool = False) -> ExportResult:
     """Export a run's model to a bundle folder; check parity on the run's test split."""
+    from gesturekit.train.datasets import balanced_subset
     from gesturekit.train.runs import load_keras_model, load_run, run_windows
 
     if model not in MODELS:
@@ -88,7 +89,8 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     rebuilt = tflite.rebuild_for_tflite(keras_model, kind, run.model_config, window, channels,
                                         n_classes)
     seed = int(run.config.get("seed", 0))
-    models = tflite.convert(rebuilt, tflite.representative_windows(train.x, train.y, seed=seed))
+    calibration = train.x[balanced_subset(train.y, tflite.CALIBRATION_PER_CLASS, seed)]
+    models = tflite.convert(rebuilt, calibration)
     onnx_bytes = onnx_export.convert_onnx(keras_model, window, channels)
 
     probs = {"keras": parity.keras_probabilities(keras_model, test.x),

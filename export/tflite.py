@@ -48,14 +48,6 @@ def rebuild_for_tflite(model, kind: str, cfg: ModelConfig, window: int, channels
     return rebuilt
 
 
-def representative_windows(x: np.ndarray, y: np.ndarray, per_class: int = CALIBRATION_PER_CLASS,
-                           seed: int = 0) -> np.ndarray:
-    """Up to `per_class` training windows of every class, so rare classes are calibrated too."""
-    rng = np.random.default_rng(seed)
-    picks = [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in np.unique(y)]
-    return x[np.sort(np.concatenate(picks))]
-
-
 @dataclass
 class TfliteModels:
     float_model: bytes

@@ -320,6 +320,14 @@ def make_windows(dataset: Dataset, subjects: list[str] | None, window: int, hop:
     return Windows(np.concatenate(xs), np.concatenate(ys), np.concatenate(subs), dropped)
 
 
+def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Indices of up to `per_class` windows of every class, drawn with `seed` (the sandbox's
+    subset, and export's calibration windows so rare classes are calibrated too)."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(y == k))[:per_class] for k in np.unique(y)]
+    return np.sort(np.concatenate(picks))
+
+
 # --- subject-wise splits --------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from gesturekit.errors import SandboxGateFailed
 from gesturekit.train.config import SandboxConfig, TrainConfig
+from gesturekit.train.datasets import balanced_subset
 from gesturekit.train.fit import Arrays, PhaseBudget, fit_phase
 from gesturekit.train.imbalance import class_weights, make_loss
 from gesturekit.train.metrics import scores
@@ -55,13 +56,6 @@ def _fit(ctx: Context, model, name: str, budget: PhaseBudget, mode: str) -> dict
     result["class_weights"] = weights.tolist()
     result["weight_mode"] = mode
     return result
-
-
-def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    """Indices of up to `per_class` windows of every class, drawn with `seed`."""
-    rng = np.random.default_rng(seed)
-    picks = [rng.permutation(np.flatnonzero(y == k))[:per_class] for k in np.unique(y)]
-    return np.sort(np.concatenate(picks))
 
 
 def sandbox(ctx: Context) -> dict:
