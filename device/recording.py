@@ -26,6 +26,13 @@ MAX_LINE_BYTES = 4096  # a recording line is a few hundred bytes; longer is not 
 MAX_SPEC_BYTES = 1 << 16  # a dataset.toml is a dozen lines
 
 
+# The UCI HAPT raw layout (`RawData/acc_expNN_userNN.txt` + `gyro_...`): 50 Hz, acc in g, gyro
+# in rad/s. Read by the dataset importer (train/) and by `simulate`/`plot` for one session.
+HAPT_SESSION = re.compile(r"acc_exp(\d+)_user(\d+)\.txt$")  # groups: experiment, user
+HAPT_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
+HAPT_UNITS = {**dict.fromkeys(HAPT_CHANNELS[:3], "g"), **dict.fromkeys(HAPT_CHANNELS[3:], "rad/s")}
+HAPT_RATE_HZ = 50.0
+
 @dataclass
 class RecordingSpec:
     """How to read the sessions of a dataset (the keys of `dataset.toml`)."""

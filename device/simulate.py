@@ -17,7 +17,6 @@ import fcntl
 import json
 import os
 import pty
-import re
 import select
 import struct
 import sys
@@ -31,12 +30,16 @@ import numpy as np
 import serial
 
 from gesturekit.device.ports import open_port
-from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
+from gesturekit.device.recording import (
+    DATASET_TOML,
+    HAPT_CHANNELS,
+    HAPT_RATE_HZ,
+    HAPT_SESSION,
+    read_recording,
+    read_spec,
+)
 from gesturekit.errors import UserError
 
-HAPT_SESSION = re.compile(r"acc_exp\d+_user\d+\.txt$")
-HAPT_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-HAPT_RATE_HZ = 50.0
 WRITE_DEADLINE_S = 5.0  # a reader that takes nothing for this long has hung
 READER_SETTLE_S = 0.1  # a reader's port open() takes well under this
 

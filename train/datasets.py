@@ -18,6 +18,10 @@ import numpy as np
 
 from gesturekit.device.recording import (
     DATASET_TOML,
+    HAPT_CHANNELS,
+    HAPT_RATE_HZ,
+    HAPT_SESSION,
+    HAPT_UNITS,
     RecordingSpec,
     read_recording,
     read_spec,
@@ -174,10 +178,6 @@ def session_file(dataset: Dataset, session: Session) -> Path | None:
 
 # --- UCI HAPT raw layout -------------------------------------------------------------------
 
-HAPT_RATE_HZ = 50.0
-HAPT_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-HAPT_UNITS = {**dict.fromkeys(HAPT_CHANNELS[:3], "g"), **dict.fromkeys(HAPT_CHANNELS[3:], "rad/s")}
-_HAPT_FILE = re.compile(r"acc_exp(\d+)_user(\d+)\.txt$")
 
 
 class _HaptSource:
@@ -262,8 +262,8 @@ def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
     if background_label:
         names = [*names, background_label]
     sessions = []
-    for name in sorted(n for n in source.names if _HAPT_FILE.search(n)):
-        exp, user = _HAPT_FILE.search(name).groups()
+    for name in sorted(n for n in source.names if HAPT_SESSION.search(n)):
+        exp, user = HAPT_SESSION.search(name).groups()
         acc = source.table(name, 3)
         gyro = source.table(name.replace("acc_", "gyro_"), 3)
         if len(acc) != len(gyro):

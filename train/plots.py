@@ -13,7 +13,6 @@ So the events in the picture are those `run` prints and `evaluate --stream` scor
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,13 +21,11 @@ import numpy as np
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle, load_bundle
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
+from gesturekit.device.recording import DATASET_TOML, HAPT_SESSION, read_recording, read_spec
 from gesturekit.device.simulate import Session, load_session
 from gesturekit.device.windowing import cut_windows, window_starts
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import _HaptSource, hapt_activity_names
-
-HAPT_IDS = re.compile(r"acc_exp(\d+)_user(\d+)\.txt$")
 
 
 @dataclass
@@ -58,7 +55,7 @@ def session_labels(path: Path, n_samples: int) -> np.ndarray:
     """Per-sample label names ("" = unlabelled): the label column of a recording-format CSV
     (unlabelled samples take the dataset's background label, as `load_dataset` does), or
     `RawData/labels.txt` for a HAPT session."""
-    m = HAPT_IDS.search(path.name)
+    m = HAPT_SESSION.search(path.name)
     if m:
         source = _HaptSource(path.parent.parent)
         names = hapt_activity_names(source)
