@@ -20,7 +20,7 @@ import numpy as np
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.windowing import UNLABELLED, cut_windows, window_starts
+from gesturekit.device.windowing import UNLABELLED, cut_windows, label_runs, window_starts
 
 
 @dataclass
@@ -28,15 +28,6 @@ class StreamSession:
     name: str
     data: np.ndarray  # (N, C) float32, channels in the bundle's order
     label_ids: np.ndarray  # (N,) int, indices into the `labels` passed along; -1 unlabelled
-
-
-def _segments(ids: np.ndarray) -> list[tuple[int, int, int]]:
-    """(class, first, end) runs of equal labelled ids."""
-    if not len(ids):
-        return []
-    change = np.flatnonzero(np.diff(ids, prepend=ids[0] - 1))
-    ends = [*change[1:], len(ids)]
-    return [(int(ids[a]), int(a), int(b)) for a, b in zip(change, ends, strict=True) if ids[a] >= 0]
 
 
 def evaluate_stream(bundle: Bundle, sessions: list[StreamSession], labels: list[str],
@@ -74,7 +65,7 @@ def evaluate_stream(bundle: Bundle, sessions: list[StreamSession], labels: list[
             if event is not None:
                 session_events.append((event.index, end - bundle.window, end))
         by_session[s.name] = [[bundle.labels[c], b] for c, _, b in session_events]
-        runs = [seg for seg in _segments(ids) if seg[0] != background]
+        runs = [(int(ids[a]), a, b) for a, b in label_runs(ids) if ids[a] >= 0 and ids[a] != background]
         for cls, first, end in runs:
             segments[cls] += 1
             if any(e == cls and a < end and first < b for e, a, b in session_events):

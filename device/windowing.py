@@ -55,6 +55,15 @@ def window_labels(label_ids: np.ndarray, window: int, hop: int, n_classes: int,
     return np.where(pure, best, UNLABELLED)
 
 
+def label_runs(labels: np.ndarray) -> list[tuple[int, int]]:
+    """(first, end) of every run of equal values in `labels` (ids or names), end exclusive."""
+    if not len(labels):
+        return []
+    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
+    starts, ends = np.r_[0, change], np.r_[change, len(labels)]
+    return [(int(a), int(b)) for a, b in zip(starts, ends, strict=True)]
+
+
 @dataclass
 class Normalization:
     """Per-channel standardisation with statistics from the training split only."""

@@ -9,6 +9,7 @@ from gesturekit.device.windowing import (
     Normalization,
     StreamWindower,
     cut_windows,
+    label_runs,
     window_labels,
     window_starts,
 )
@@ -62,3 +63,10 @@ def test_stream_windower_restarts_after_a_gap():
     np.testing.assert_array_equal(np.array(first), cut_windows(data[:45], 20, 10))
     np.testing.assert_array_equal(np.array(second), cut_windows(data[45:], 20, 10))
     assert all(w[0, 0] >= 90 for w in second)  # nothing from before the gap
+
+
+def test_label_runs_cover_every_sample_once():
+    ids = np.array([-1, -1, 0, 0, 0, 2, -1, 2, 2])
+    assert label_runs(ids) == [(0, 2), (2, 5), (5, 6), (6, 7), (7, 9)]
+    assert label_runs(np.array(["", "walk", "walk"])) == [(0, 1), (1, 3)]
+    assert label_runs(np.array([], dtype=int)) == []

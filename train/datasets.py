@@ -26,7 +26,7 @@ from gesturekit.device.recording import (
     read_recording,
     read_spec,
 )
-from gesturekit.device.windowing import UNLABELLED, cut_windows, window_labels
+from gesturekit.device.windowing import UNLABELLED, cut_windows, label_runs, window_labels
 from gesturekit.errors import UserError
 
 
@@ -66,9 +66,7 @@ class Dataset:
         """Runs of consecutive samples with the same class, per class."""
         segments = np.zeros(len(self.labels), dtype=np.int64)
         for s in self.sessions:
-            ids = s.label_ids.astype(np.int64)
-            starts = np.flatnonzero(np.diff(ids, prepend=UNLABELLED - 1) != 0)
-            run_ids = ids[starts]
+            run_ids = np.array([s.label_ids[a] for a, _ in label_runs(s.label_ids)], dtype=np.int64)
             segments += np.bincount(run_ids[run_ids >= 0], minlength=len(self.labels))
         return segments
 

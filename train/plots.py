@@ -23,7 +23,7 @@ from gesturekit.device.bundle import Bundle, load_bundle
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.recording import DATASET_TOML, HAPT_SESSION, read_recording, read_spec
 from gesturekit.device.simulate import Session, load_session
-from gesturekit.device.windowing import cut_windows, window_starts
+from gesturekit.device.windowing import cut_windows, label_runs, window_starts
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import _HaptSource, hapt_activity_names
 
@@ -80,11 +80,7 @@ def session_labels(path: Path, n_samples: int) -> np.ndarray:
 
 def label_segments(labels: np.ndarray) -> list[tuple[str, int, int]]:
     """(label, first, end) for every run of equal, non-empty labels."""
-    if not len(labels):
-        return []
-    change = np.flatnonzero(labels[1:] != labels[:-1]) + 1
-    starts, ends = np.r_[0, change], np.r_[change, len(labels)]
-    return [(str(labels[a]), int(a), int(b)) for a, b in zip(starts, ends, strict=True) if labels[a]]
+    return [(str(labels[a]), a, b) for a, b in label_runs(labels) if labels[a]]
 
 
 def model_input(session: Session, bundle: Bundle) -> tuple[np.ndarray, str]:
