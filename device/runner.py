@@ -33,7 +33,10 @@ RATE_TOLERANCE = 0.1  # relative difference that earns a warning
 WRONG_COUNT_LINES = 3  # numeric lines of another width, before any good one, that prove a mismatch
 STATUS_EVERY_S = 0.5
 LATENCY_WINDOWS = 10_000  # latency percentiles cover this many recent windows
-MAX_NAP_S = 0.1  # at most this much stream piles up unread (700 bytes at 100 Hz; ptys hold 4 KB)
+# Naps between reads: at most this long (Ctrl-C and the status line stay responsive) and at
+# most this many samples piled up unread (about 3 KB of lines; a tty's line buffer holds 4 KB).
+MAX_NAP_S = 0.5
+MAX_NAP_SAMPLES = 48
 
 
 @dataclass
@@ -63,6 +66,8 @@ class RunStats:
 
 class Output(Protocol):
     """Where the runner reports: `Printer` (lines or JSON) or `view.LiveView` (full screen)."""
+
+    status_on: bool  # False: status() shows nothing, so the runner skips computing health
 
     def emit(self, record: dict, text: str) -> None: ...  # an event, gap, window or the summary
     def warn(self, message: str) -> None: ...
@@ -171,7 +176,7 @@ class Runner:
                     self._process(chunk, time.perf_counter())
                     self._last_data = time.monotonic()
                 self._check_deadlines(now)  # junk keeps coming but no sample: the same deadline
-                if now >= next_status:
+                if now >= next_status and self.printer.status_on:
                     self.printer.status(self.health())
                     next_status = now + STATUS_EVERY_S
         finally:
@@ -183,15 +188,19 @@ class Runner:
 
     def _nap(self) -> float:
         """Seconds to let samples pile up in the port's buffer before reading: none when the
-        next sample completes a window (it is read at once), else up to MAX_NAP_S. Fewer,
-        larger reads cost less CPU than one read per sample and add no decision latency."""
-        if self.stats.rate_hz is None:  # until the rate is measured, read every sample
-            return 0.0
+        next sample completes a window (it is read at once), else until about one and a half
+        sample periods before that sample is due. Each wake-up costs about as much CPU as
+        parsing a hundred lines, so a window's samples are read in a few large reads, with no
+        added decision latency."""
+        # Until the rate is measured, assume the stream may run at twice the model's rate.
+        rate = self.stats.rate_hz or 2 * self.bundle.sample_rate_hz
         n = self.parser.stats.samples - self._samples_at_reset
         window, hop = self.bundle.window, self.bundle.hop
         until = window - n if n < window else hop - (n - window) % hop
-        # Wake two samples early, with 20% to spare for a jittery stream.
-        return max(0.0, min(0.8 * (until - 2) / self.stats.rate_hz, MAX_NAP_S))
+        samples = min(until - 1.5, MAX_NAP_SAMPLES)
+        if samples < 1:  # a nap shorter than a sample period saves no read
+            return 0.0
+        return min(samples / rate, MAX_NAP_S)
 
     # --- per chunk ---------------------------------------------------------------------------
 
@@ -207,10 +216,7 @@ class Runner:
             self._first_sample_index = self.parser.stats.samples - len(samples) + 1
         self._check_rate(now)
         rate = self.bundle.sample_rate_hz
-        for i, sample in enumerate(samples):
-            window = self.windower.push(sample)
-            if window is None:
-                continue
+        for i, window in self.windower.extend(samples):
             end_sample = self.parser.stats.samples - len(samples) + i + 1
             probs = self.classifier(window)
             self.printer.window(probs)

@@ -109,6 +109,8 @@ class LiveView:
     and `window` for the trace and the bars. The screen opens on the first `status` (the port
     is open by then) and closes on the summary or `close()`."""
 
+    status_on = True  # the health panel is always on screen
+
     def __init__(self, bundle: Bundle, postprocess: PostprocessConfig, port: str,
                  trace: list[str] | None = None, out: TextIO = sys.stdout,
                  err: TextIO = sys.stderr, refresh_hz: float = REFRESH_HZ):

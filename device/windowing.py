@@ -106,22 +106,35 @@ class StreamWindower:
 
     def reset(self) -> None:
         self._end = self.window  # write position; the last `window` samples sit before it
-        self._filled = 0  # samples since the last reset
-        self._since_window = 0
+        self._until = self.window  # samples still to come before the next window is due
+
+    def extend(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """Add samples (k, C); returns (i, window) for each window due, `i` the index in
+        `block` of the window's last sample and `window` a (window, C) copy."""
+        due = []
+        i = 0
+        while i < len(block):
+            take = min(self._until, len(block) - i)  # up to the next window, in one copy
+            self._write(block[i: i + take])
+            i += take
+            self._until -= take
+            if self._until == 0:
+                due.append((i - 1, self._buf[self._end - self.window: self._end].copy()))
+                self._until = self.hop
+        return due
 
     def push(self, sample: np.ndarray) -> np.ndarray | None:
-        """Add one sample (C,); returns a (window, C) view when a window is due, else None."""
-        if self._end == len(self._buf):
-            self._buf[: self.window] = self._buf[self.window:]
+        """Add one sample (C,); returns the window when one is due, else None."""
+        due = self.extend(sample[None])
+        return due[0][1] if due else None
+
+    def _write(self, rows: np.ndarray) -> None:
+        if len(rows) >= self.window:  # only the newest `window` rows can reach a window
+            self._buf[: self.window] = rows[-self.window:]
             self._end = self.window
-        self._buf[self._end] = sample
-        self._end += 1
-        self._filled += 1
-        if self._filled < self.window:
-            return None
-        if self._filled > self.window:
-            self._since_window += 1
-            if self._since_window < self.hop:
-                return None
-        self._since_window = 0
-        return self._buf[self._end - self.window: self._end]
+            return
+        if self._end + len(rows) > len(self._buf):  # slide the newest window to the front
+            self._buf[: self.window] = self._buf[self._end - self.window: self._end]
+            self._end = self.window
+        self._buf[self._end: self._end + len(rows)] = rows
+        self._end += len(rows)

@@ -52,6 +52,14 @@ def test_stream_windower_emits_exactly_the_offline_windows():
         sw = StreamWindower(window, hop, 6)
         live = [w.copy() for sample in data if (w := sw.push(sample)) is not None]
         np.testing.assert_array_equal(np.array(live), cut_windows(data, window, hop))
+        # The same windows from blocks of any size, each with the index of its last sample.
+        sw.reset()
+        bounds = np.r_[0, np.sort(rng.choice(np.arange(1, 1000), 60, replace=False)), 1000]
+        blocks = [(a, sw.extend(data[a:b])) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        ends = [a + i for a, due in blocks for i, _ in due]
+        np.testing.assert_array_equal(np.array([w for _, due in blocks for _, w in due]),
+                                      cut_windows(data, window, hop))
+        assert ends == [s + window - 1 for s in window_starts(len(data), window, hop)]
 
 
 def test_stream_windower_restarts_after_a_gap():
