@@ -7,8 +7,10 @@ thread) reads it. Post-processing is opened up (threshold 0, no smoothing) so th
 become events often. Decision latency = the time the runner's line for a window (and for an
 event) appears on its stdout minus the time the window's last sample was written to the
 port. CPU figures come from the runner's own summary (process time of its loop, and time
-inside the interpreter), against a bare pyserial read loop on the same stream (the baseline,
-what merely reading a 100 Hz port costs here). Per-window invoke time without the stream:
+inside the interpreter), against two bare pyserial read loops on the same stream: one reads
+every line as it comes (what merely reading a 100 Hz port costs here), one naps as long as
+the runner may between reads (the floor for any reader; after a nap, a wake-up costs far
+more CPU than in a busy loop). Per-window invoke time without the stream:
 bench/device_latency.py.
 
 Results: bench/results/device_runner.json. Run:
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.runner import MAX_NAP_SAMPLES
 from gesturekit.device.simulate import PtySink, format_sample, load_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,28 +53,33 @@ def play_board(sink: PtySink, data: np.ndarray, seconds: float) -> np.ndarray:
     return written
 
 
-# The baseline: the cheapest possible reader of the same stream (pyserial chunked reads,
-# nothing else), so the runner's CPU can be read against what a 100 Hz port costs here.
-READ_ONLY = """
+# The baselines: the cheapest possible readers of the same stream (pyserial chunked reads,
+# nothing else), so the runner's CPU can be read against what a 100 Hz port costs here. One
+# reads every line as it comes; the other naps as long as the runner ever does between reads
+# (MAX_NAP_SAMPLES: a tty holds 4 KB, about 50 lines), the floor for any reader.
+READ_LOOP = """
 import sys, time, serial
 port = serial.serial_for_url(sys.argv[1], timeout=0.05)
-seconds = float(sys.argv[2])
+seconds, nap = float(sys.argv[2]), float(sys.argv[3])
 cpu, start, lines = time.process_time(), time.monotonic(), 0
 while time.monotonic() - start < seconds:
+    if nap:
+        time.sleep(nap)
     lines += port.read(port.in_waiting or 1).count(b"\\n")
 print(time.process_time() - cpu, lines)
 """
 
 
-def baseline_run(seconds: float) -> dict:
+def baseline_run(seconds: float, nap: float) -> dict:
     sink = PtySink(link=None)
-    proc = subprocess.Popen([sys.executable, "-c", READ_ONLY, sink.device, str(seconds)],
+    proc = subprocess.Popen([sys.executable, "-c", READ_LOOP, sink.device, str(seconds), str(nap)],
                             stdout=subprocess.PIPE, text=True)
     play_board(sink, load_session(SESSION).data, seconds)
     out, _ = proc.communicate(timeout=60)
     sink.close()
     cpu_s, lines = out.split()
-    return {"cpu_ms_per_stream_s": 1000 * float(cpu_s) / seconds, "lines": int(lines)}
+    return {"nap_s": nap, "cpu_ms_per_stream_s": 1000 * float(cpu_s) / seconds,
+            "lines": int(lines)}
 
 
 def one_run(bundle: str, flags: list[str], seconds: float) -> dict:
@@ -127,23 +135,29 @@ def main() -> None:
     args = ap.parse_args()
     configs = [["--backend", "ai_edge_litert"], ["--backend", "ai_edge_litert", "--int8"],
                ["--backend", "onnxruntime"]]
-    base = baseline_run(args.seconds)
+    nap_s = MAX_NAP_SAMPLES / RATE_HZ
+    base = baseline_run(args.seconds, 0.0)
+    floor = baseline_run(args.seconds, nap_s)
     rows = [one_run(args.bundle, flags, args.seconds) for flags in configs]
-    print(f"baseline: a bare pyserial read loop on the same 100 Hz stream uses "
-          f"{base['cpu_ms_per_stream_s']:.2f} ms CPU per second")
-    print(f"{'backend':<16} {'model':<6} {'CPU ms/s':>8} {'vs base':>7} {'interp':>7} {'invoke µs/w':>11} "
-          f"{'other µs/w':>10} {'decision p50/p99 ms (windows)':>30} {'events p50/p99 ms':>18}")
+    print(f"baselines on the same 100 Hz stream: a bare pyserial read loop uses "
+          f"{base['cpu_ms_per_stream_s']:.2f} ms CPU per second; one read every {nap_s:.2f} s "
+          f"{floor['cpu_ms_per_stream_s']:.2f} ms")
+    print(f"{'backend':<16} {'model':<6} {'CPU ms/s':>8} {'vs base':>7} {'vs floor':>8} {'interp':>7} "
+          f"{'invoke µs/w':>11} {'other µs/w':>10} {'decision p50/p99 ms (windows)':>30} "
+          f"{'events p50/p99 ms':>18}")
     for r in rows:
         w, e = r["decision_ms_window"], r["decision_ms_event"] or {"p50": 0, "p99": 0}
         r["cpu_vs_read_loop"] = r["cpu_ms_per_stream_s"] / base["cpu_ms_per_stream_s"]
+        r["cpu_vs_napping_read_loop"] = r["cpu_ms_per_stream_s"] / floor["cpu_ms_per_stream_s"]
         print(f"{r['backend']:<16} {r['model']:<6} {r['cpu_ms_per_stream_s']:>8.2f} "
-              f"{r['cpu_vs_read_loop']:>6.2f}x "
+              f"{r['cpu_vs_read_loop']:>6.2f}x {r['cpu_vs_napping_read_loop']:>7.2f}x "
               f"{100 * r['interpreter_share']:>6.1f}% {r['invoke_us_per_window']:>11.0f} "
               f"{r['runner_overhead_us_per_window']:>10.0f} {w['p50']:>14.2f} / {w['p99']:<13.2f}"
               f"{e['p50']:>8.2f} / {e['p99']:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"bundle": args.bundle, "rate_hz": RATE_HZ, "channels": 6,
                                    "baseline_read_loop": base,
+                                   "baseline_napping_read_loop": floor,
                                    "python": platform.python_version(), "rows": rows},
                                   indent=2) + "\n")
     print(f"wrote {RESULTS}")
