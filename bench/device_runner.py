@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.runner import MAX_NAP_SAMPLES
+from gesturekit.device.runner import MAX_NAP_GAP_FRACTION, MAX_NAP_S, MAX_NAP_SAMPLES, RunOptions
 from gesturekit.device.simulate import PtySink, format_sample, load_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,8 +55,8 @@ def play_board(sink: PtySink, data: np.ndarray, seconds: float) -> np.ndarray:
 
 # The baselines: the cheapest possible readers of the same stream (pyserial chunked reads,
 # nothing else), so the runner's CPU can be read against what a 100 Hz port costs here. One
-# reads every line as it comes; the other naps as long as the runner ever does between reads
-# (MAX_NAP_SAMPLES: a tty holds 4 KB, about 50 lines), the floor for any reader.
+# reads every line as it comes; the other naps as long as the runner's longest nap between
+# reads, the floor for any reader that wakes as often.
 READ_LOOP = """
 import sys, time, serial
 port = serial.serial_for_url(sys.argv[1], timeout=0.05)
@@ -88,7 +88,7 @@ def one_run(bundle: str, flags: list[str], seconds: float) -> dict:
     run = subprocess.Popen([sys.executable, "-m", "gesturekit.cli", "run", "--port", sink.device,
                             "--model", bundle, "--json", "--windows", "--threshold", "0",
                             "--smoothing", "1", "--min-consecutive", "1", "--refractory", "0",
-                            "--gap", "5", *flags],
+                            *flags],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[tuple[float, dict]] = []
 
@@ -135,7 +135,9 @@ def main() -> None:
     args = ap.parse_args()
     configs = [["--backend", "ai_edge_litert"], ["--backend", "ai_edge_litert", "--int8"],
                ["--backend", "onnxruntime"]]
-    nap_s = MAX_NAP_SAMPLES / RATE_HZ
+    # The longest nap the runner takes with its defaults.
+    nap_s = min(MAX_NAP_S, MAX_NAP_GAP_FRACTION * RunOptions(port="").gap_s,
+                MAX_NAP_SAMPLES / RATE_HZ)
     base = baseline_run(args.seconds, 0.0)
     floor = baseline_run(args.seconds, nap_s)
     rows = [one_run(args.bundle, flags, args.seconds) for flags in configs]

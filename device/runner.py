@@ -1,7 +1,8 @@
 """The live runner: serial port -> line parser -> ring buffer -> model -> events.
 
-One thread. Every read takes what the port has (`read(in_waiting or 1)`, 50 ms timeout), the
-parser turns it into whole samples, the `StreamWindower` yields a window every `hop`
+One thread. It naps while the samples of the next window pile up in the port's buffer (see
+`Runner._nap`), then every read takes what the port has (`read(in_waiting or 1)`, 50 ms
+timeout); the parser turns it into whole samples, the `StreamWindower` yields a window every `hop`
 samples, the classifier normalises/quantises/invokes, and the `EventDetector` decides. A
 vanished port is reopened with back-off until a deadline; the windower and the detector
 restart after every gap (a reconnect or a silence), so no window spans one.
@@ -33,9 +34,11 @@ RATE_TOLERANCE = 0.1  # relative difference that earns a warning
 WRONG_COUNT_LINES = 3  # numeric lines of another width, before any good one, that prove a mismatch
 STATUS_EVERY_S = 0.5
 LATENCY_WINDOWS = 10_000  # latency percentiles cover this many recent windows
-# Naps between reads: at most this long (Ctrl-C and the status line stay responsive) and at
-# most this many samples piled up unread (about 3 KB of lines; a tty's line buffer holds 4 KB).
+# Naps between reads: at most this long (Ctrl-C and the status line stay responsive), a
+# quarter of the gap (silences are timed to that), and this many samples piled up unread
+# (3.7 KB of 77-byte lines; a tty's line buffer holds 4 KB).
 MAX_NAP_S = 0.5
+MAX_NAP_GAP_FRACTION = 0.25
 MAX_NAP_SAMPLES = 48
 
 
@@ -137,8 +140,6 @@ class Runner:
         self.stats = RunStats()
         self._stop = False
         self._samples_at_connect = 0
-        self._samples_at_reset = 0  # the windower restarted here (its first window is due
-        # `window` samples later, then every `hop`)
         self._header_checked = False
 
     def stop(self) -> None:
@@ -164,7 +165,7 @@ class Runner:
                     # Bytes already waiting: the stream runs faster than the nap assumes
                     # (a board that sped up); read at once instead of falling behind.
                     if not self._port.in_waiting:
-                        time.sleep(self._nap())
+                        time.sleep(self._nap(None if end is None else end - now))
                     chunk = self._port.read(self._port.in_waiting or 1)
                     if chunk and self._port.in_waiting:  # the rest of the line that woke us
                         chunk += self._port.read(self._port.in_waiting)
@@ -172,9 +173,11 @@ class Runner:
                     if not self._reconnect("disconnected"):
                         break
                     continue
+                now = time.monotonic()  # after the nap and the read
                 if chunk:
+                    self._check_silence(now)  # one that ended during the nap: restart first
                     self._process(chunk, time.perf_counter())
-                    self._last_data = time.monotonic()
+                    self._last_data = now
                 self._check_deadlines(now)  # junk keeps coming but no sample: the same deadline
                 if now >= next_status and self.printer.status_on:
                     self.printer.status(self.health())
@@ -186,21 +189,23 @@ class Runner:
         self.parser.finish()
         return self._summary(time.process_time() - cpu_start)
 
-    def _nap(self) -> float:
+    def _nap(self, left_s: float | None) -> float:
         """Seconds to let samples pile up in the port's buffer before reading: none when the
         next sample completes a window (it is read at once), else until about one and a half
         sample periods before that sample is due. Each wake-up costs about as much CPU as
         parsing a hundred lines, so a window's samples are read in a few large reads, with no
-        added decision latency."""
-        # Until the rate is measured, assume the stream may run at twice the model's rate.
-        rate = self.stats.rate_hz or 2 * self.bundle.sample_rate_hz
-        n = self.parser.stats.samples - self._samples_at_reset
-        window, hop = self.bundle.window, self.bundle.hop
-        until = window - n if n < window else hop - (n - window) % hop
-        samples = min(until - 1.5, MAX_NAP_SAMPLES)
+        added decision latency. `left_s`: what remains of --duration."""
+        # Never slower than the model's rate: a rate measured low (a silence while measuring,
+        # a wrong --rate) must not make the last sample of a window wait. Until it is
+        # measured, assume the stream may run at twice the model's rate.
+        model = self.bundle.sample_rate_hz
+        rate = max(self.stats.rate_hz, model) if self.stats.rate_hz else 2 * model
+        samples = min(self.windower.samples_until_window - 1.5, MAX_NAP_SAMPLES)
         if samples < 1:  # a nap shorter than a sample period saves no read
             return 0.0
-        return min(samples / rate, MAX_NAP_S)
+        longest = min(MAX_NAP_S, MAX_NAP_GAP_FRACTION * self.options.gap_s,
+                      left_s if left_s is not None else MAX_NAP_S)
+        return max(0.0, min(samples / rate, longest))
 
     # --- per chunk ---------------------------------------------------------------------------
 
@@ -212,8 +217,10 @@ class Runner:
         self.printer.samples(samples)
         now = time.monotonic()
         if self._first_sample_time is None:
+            # The rate counts the samples after this first chunk: its own samples may have
+            # piled up during a nap, long before `now`.
             self._first_sample_time = now
-            self._first_sample_index = self.parser.stats.samples - len(samples) + 1
+            self._first_sample_index = self.parser.stats.samples
         self._check_rate(now)
         rate = self.bundle.sample_rate_hz
         for i, window in self.windower.extend(samples):
@@ -259,7 +266,7 @@ class Runner:
     def _check_rate(self, now: float) -> None:
         if self.stats.rate_hz is not None:
             return
-        # Samples after the first one, over the time since it arrived.
+        # Samples after the first chunk, over the time since it was read.
         received = self.parser.stats.samples - self._first_sample_index
         if self.options.rate_hz:
             self.stats.rate_hz = self.options.rate_hz
@@ -276,7 +283,12 @@ class Runner:
         if self.parser.stats.samples == self._samples_at_connect:
             if now - self._connected_at > self.options.first_line_timeout_s:
                 self._no_valid_line()
-        elif now - self._last_data > self.options.gap_s and self._last_data > self._connected_at:
+        else:
+            self._check_silence(now)
+
+    def _check_silence(self, now: float) -> None:
+        """No data for --gap seconds since data flowed: a gap, the windows restart."""
+        if self._last_data > self._connected_at and now - self._last_data > self.options.gap_s:
             self._gap("silence", now - self._last_data)
             self._connected_at = self._last_data = now
 
@@ -293,7 +305,6 @@ class Runner:
 
     def _gap(self, reason: str, seconds: float) -> None:
         self.windower.reset()
-        self._samples_at_reset = self.parser.stats.samples
         self.detector.reset()
         self.stats.gaps += 1
         t = time.monotonic() - self._start

@@ -108,6 +108,11 @@ class StreamWindower:
         self._end = self.window  # write position; the last `window` samples sit before it
         self._until = self.window  # samples still to come before the next window is due
 
+    @property
+    def samples_until_window(self) -> int:
+        """Samples still to come before the next window is due (1 = the next one)."""
+        return self._until
+
     def extend(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
         """Add samples (k, C); returns (i, window) for each window due, `i` the index in
         `block` of the window's last sample and `window` a (window, C) copy."""

@@ -10,6 +10,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -151,3 +152,37 @@ def test_reconnect_after_a_pulled_cable_never_windows_across_the_gap(quick_bundl
     stretches = [gaps[0]["sample"], summary["samples"] - gaps[0]["sample"]]
     assert summary["windows"] == sum(len(window_starts(n, bundle.window, bundle.hop))
                                      for n in stretches)
+
+
+def test_a_silence_just_over_the_gap_restarts_the_windows_where_it_began(quick_bundle):
+    """The runner naps while a window's samples pile up; a silence that starts and ends during
+    its naps must still be a gap, at the sample where the board stopped."""
+    from gesturekit.device.simulate import PtySink, format_sample
+
+    data = hapt_session(SESSION)
+    sink = PtySink(link=None)
+    run = subprocess.Popen([*GESTUREKIT, "run", "--port", sink.device, "--model", str(quick_bundle),
+                            "--json", "--gap", "1", "--duration", "8"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        sink.wait_reader(60)
+        sink.write(b"ax,ay,az,gx,gy,gz\r\n")  # the connect-time first line, dropped
+        for i, pause in ((300, 1.3), (200, 0.0)):  # 3 s of samples, 1.3 s of silence, 2 s
+            start = time.monotonic()
+            for k in range(i):
+                time.sleep(max(0.0, start + k / 100 - time.monotonic()))
+                sink.write(format_sample(data[k]))
+            time.sleep(pause)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        sink.close()
+    assert run.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    summary, gaps = records[-1], [r for r in records if r["kind"] == "gap"]
+    # The stream also stops at the end, before --duration is up: a second gap at 500.
+    assert [(g["reason"], g["sample"]) for g in gaps if g["sample"] < 500] == [("silence", 300)]
+    bundle = load_bundle(quick_bundle)
+    assert summary["samples"] == 500
+    assert summary["windows"] == sum(len(window_starts(n, bundle.window, bundle.hop))
+                                     for n in (300, 200))
