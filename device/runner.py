@@ -153,7 +153,8 @@ class Runner:
         self._start = time.monotonic()
         cpu_start = time.process_time()
         end = self._start + opts.duration_s if opts.duration_s is not None else None
-        self._connected_at = self._last_data = self._start
+        # When the port (re)opened, the newest byte came (estimated) and the last read was.
+        self._connected_at = self._last_data = self._last_read = self._start
         self._first_sample_time: float | None = None
         next_status = self._start
         try:
@@ -175,9 +176,8 @@ class Runner:
                     continue
                 now = time.monotonic()  # after the nap and the read
                 if chunk:
-                    self._check_silence(now)  # one that ended during the nap: restart first
-                    self._process(chunk, time.perf_counter())
-                    self._last_data = now
+                    self._process(chunk, now, time.perf_counter())
+                self._last_read = now
                 self._check_deadlines(now)  # junk keeps coming but no sample: the same deadline
                 if now >= next_status and self.printer.status_on:
                     self.printer.status(self.health())
@@ -209,13 +209,24 @@ class Runner:
 
     # --- per chunk ---------------------------------------------------------------------------
 
-    def _process(self, chunk: bytes, t_read: float) -> None:
+    def _process(self, chunk: bytes, now: float, t_read: float) -> None:
+        """`now`: monotonic time of the read; `t_read`: the same on the latency clock."""
         samples = self.parser.feed(chunk)
         self._check_stream()
         if not len(samples):
+            self._last_data = now  # bytes without a sample (junk, a header): not a silence
             return
+        # Naps hide when samples came, so it is estimated from their number at the stream's
+        # rate. A silence that ended during a nap came before these samples (naps are shorter
+        # than a gap, so the ones before it were read already): timed to when the first of
+        # them came, the windows restart first. A runner that was merely late to read (a
+        # stall) reads a full chunk, so it never looks like a silent board.
+        period = 1.0 / (self.stats.rate_hz or self.bundle.sample_rate_hz)
+        self._check_silence(max(now - len(samples) * period, self._last_read))
+        # And the last of them came right after the previous read when they are fewer than
+        # the time since gives (the board stopped after them), else now.
+        self._last_data = min(now, self._last_read + len(samples) * period)
         self.printer.samples(samples)
-        now = time.monotonic()
         if self._first_sample_time is None:
             # The rate counts the samples after this first chunk: its own samples may have
             # piled up during a nap, long before `now`.
@@ -328,7 +339,7 @@ class Runner:
                 continue
             self.stats.reconnects += 1
             self._gap(reason, time.monotonic() - lost)
-            self._connected_at = self._last_data = time.monotonic()
+            self._connected_at = self._last_data = self._last_read = time.monotonic()
             self._samples_at_connect = self.parser.stats.samples
             return True
         self.stats.ended = reason
