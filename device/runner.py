@@ -140,6 +140,7 @@ class Runner:
         self.stats = RunStats()
         self._stop = False
         self._samples_at_connect = 0
+        self._arrival_rate_hz: float | None = None  # measured, whatever --rate says
         self._header_checked = False
 
     def stop(self) -> None:
@@ -195,11 +196,11 @@ class Runner:
         sample periods before that sample is due. Each wake-up costs about as much CPU as
         parsing a hundred lines, so a window's samples are read in a few large reads, with no
         added decision latency. `left_s`: what remains of --duration."""
-        # Never slower than the model's rate: a rate measured low (a silence while measuring,
-        # a wrong --rate) must not make the last sample of a window wait. Until it is
-        # measured, assume the stream may run at twice the model's rate.
+        # Never slower than the model's rate: a rate measured low (a silence while measuring)
+        # must not make the last sample of a window wait. Until it is measured, assume the
+        # stream may run at twice the model's rate.
         model = self.bundle.sample_rate_hz
-        rate = max(self.stats.rate_hz, model) if self.stats.rate_hz else 2 * model
+        rate = max(self._arrival_rate_hz, model) if self._arrival_rate_hz else 2 * model
         samples = min(self.windower.samples_until_window - 1.5, MAX_NAP_SAMPLES)
         if samples < 1:  # a nap shorter than a sample period saves no read
             return 0.0
@@ -221,7 +222,7 @@ class Runner:
         # than a gap, so the ones before it were read already): timed to when the first of
         # them came, the windows restart first. A runner that was merely late to read (a
         # stall) reads a full chunk, so it never looks like a silent board.
-        period = 1.0 / (self.stats.rate_hz or self.bundle.sample_rate_hz)
+        period = 1.0 / (self._arrival_rate_hz or self.bundle.sample_rate_hz)
         self._check_silence(max(now - len(samples) * period, self._last_read))
         # And the last of them came right after the previous read when they are fewer than
         # the time since gives (the board stopped after them), else now.
@@ -275,16 +276,23 @@ class Runner:
                                   f"channels {self.bundle.channels}; using the column order")
 
     def _check_rate(self, now: float) -> None:
-        if self.stats.rate_hz is not None:
+        """The stream's rate: --rate when given, else measured. The runner times its naps
+        and silences by the measured rate either way (a demo plays 4x faster than --rate)."""
+        if self._arrival_rate_hz is not None:
             return
+        if self.stats.rate_hz is None and self.options.rate_hz:
+            self.stats.rate_hz = self.options.rate_hz
+            self._warn_rate()
         # Samples after the first chunk, over the time since it was read.
         received = self.parser.stats.samples - self._first_sample_index
-        if self.options.rate_hz:
-            self.stats.rate_hz = self.options.rate_hz
-        elif now - self._first_sample_time < RATE_PROBE_S or received < RATE_PROBE_SAMPLES:
+        if now - self._first_sample_time < RATE_PROBE_S or received < RATE_PROBE_SAMPLES:
             return
-        else:
-            self.stats.rate_hz = received / (now - self._first_sample_time)
+        self._arrival_rate_hz = received / (now - self._first_sample_time)
+        if self.stats.rate_hz is None:
+            self.stats.rate_hz = self._arrival_rate_hz
+            self._warn_rate()
+
+    def _warn_rate(self) -> None:
         model = self.bundle.sample_rate_hz
         if abs(self.stats.rate_hz / model - 1.0) > RATE_TOLERANCE:
             self.printer.warn(f"stream runs at about {self.stats.rate_hz:.1f} Hz but the model "
