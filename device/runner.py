@@ -212,10 +212,12 @@ class Runner:
 
     def _process(self, chunk: bytes, now: float, t_read: float) -> None:
         """`now`: monotonic time of the read; `t_read`: the same on the latency clock."""
+        lines = self.parser.stats.lines
         samples = self.parser.feed(chunk)
         self._check_stream()
         if not len(samples):
-            self._last_data = now  # bytes without a sample (junk, a header): not a silence
+            if self.parser.stats.lines != lines:  # a whole junk line; a cut one is not data yet
+                self._last_data = now
             return
         # Naps hide when samples came, so it is estimated from their number at the stream's
         # rate. A silence that ended during a nap came before these samples (naps are shorter
@@ -223,10 +225,13 @@ class Runner:
         # them came, the windows restart first. A runner that was merely late to read (a
         # stall) reads a full chunk, so it never looks like a silent board.
         period = 1.0 / (self._arrival_rate_hz or self.bundle.sample_rate_hz)
-        self._check_silence(max(now - len(samples) * period, self._last_read))
+        self._check_silence(max(now - len(samples) * period, self._last_read),
+                            self.parser.stats.samples - len(samples))
         # And the last of them came right after the previous read when they are fewer than
         # the time since gives (the board stopped after them), else now.
-        self._last_data = min(now, self._last_read + len(samples) * period)
+        # (Never before a gap's reset, which would switch silence checks off.)
+        self._last_data = max(self._connected_at + 1e-6,
+                              min(now, self._last_read + len(samples) * period))
         self.printer.samples(samples)
         if self._first_sample_time is None:
             # The rate counts the samples after this first chunk: its own samples may have
@@ -305,10 +310,10 @@ class Runner:
         else:
             self._check_silence(now)
 
-    def _check_silence(self, now: float) -> None:
+    def _check_silence(self, now: float, sample: int | None = None) -> None:
         """No data for --gap seconds since data flowed: a gap, the windows restart."""
         if self._last_data > self._connected_at and now - self._last_data > self.options.gap_s:
-            self._gap("silence", now - self._last_data)
+            self._gap("silence", now - self._last_data, sample)
             self._connected_at = self._last_data = now
 
     def _no_valid_line(self) -> None:
@@ -322,13 +327,15 @@ class Runner:
 
     # --- gaps and reconnects ------------------------------------------------------------------
 
-    def _gap(self, reason: str, seconds: float) -> None:
+    def _gap(self, reason: str, seconds: float, sample: int | None = None) -> None:
+        """`sample`: where the stream stopped, when samples after the gap are already parsed."""
+        sample = self.parser.stats.samples if sample is None else sample
         self.windower.reset()
         self.detector.reset()
         self.stats.gaps += 1
         t = time.monotonic() - self._start
         self.printer.emit({"kind": "gap", "time": round(t, 3), "reason": reason,
-                           "seconds": round(seconds, 3), "sample": self.parser.stats.samples},
+                           "seconds": round(seconds, 3), "sample": sample},
                           f"{t:9.2f} s  -- gap ({reason}, {seconds:.1f} s): windows restart --")
 
     def _reconnect(self, reason: str) -> bool:
