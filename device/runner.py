@@ -2,8 +2,8 @@
 
 One thread. It naps while the samples of the next window pile up in the port's buffer (see
 `Runner._nap`), then every read takes what the port has (`read(in_waiting or 1)`, 50 ms
-timeout); the parser turns it into whole samples, the `StreamWindower` yields a window every `hop`
-samples, the classifier normalises/quantises/invokes, and the `EventDetector` decides. A
+timeout); the parser turns it into whole samples, the `StreamWindower` yields a window every
+`hop` samples, the classifier normalises/quantises/invokes, and the `EventDetector` decides. A
 vanished port is reopened with back-off until a deadline; the windower and the detector
 restart after every gap (a reconnect or a silence), so no window spans one.
 """
