@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test lint clean
+.PHONY: demo test fuzz lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The property tests drawn at random (CI's `make test` runs them derandomized), 5,000 cases
+# each; a failure is saved in .hypothesis/ and replayed first next time.
+GK_FUZZ_EXAMPLES ?= 5000
+fuzz: $(VENV)/.installed
+	GK_FUZZ_EXAMPLES=$(GK_FUZZ_EXAMPLES) $(BIN)/pytest -q --hypothesis-profile=fuzz \
+	    tests/test_fuzz_parser.py tests/test_fuzz_loaders.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

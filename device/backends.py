@@ -130,8 +130,10 @@ class Classifier:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
+            # No fallback: its retry prints an "EP Error" banner on stdout for a corrupt file.
             self._session = ort.InferenceSession(str(self.path), options,
-                                                 providers=["CPUExecutionProvider"])
+                                                 providers=["CPUExecutionProvider"],
+                                                 enable_fallback=0)
         except (RuntimeError, ValueError, *_onnx_errors()) as e:
             raise UserError(f"{self.path}: onnxruntime cannot load this model ({e})") from None
         inp = self._session.get_inputs()[0]

@@ -50,6 +50,8 @@ class RecordingSpec:
         """A copy with the non-None values of `overrides` (CLI flags) applied."""
         values = {k: v for k, v in overrides.items() if v is not None}
         check_spec_keys(values, "command-line options")
+        if "subject_pattern" in values:
+            check_subject_pattern(values["subject_pattern"], "--subject-pattern")
         return RecordingSpec(**{**self.__dict__, **values})
 
 
@@ -61,6 +63,14 @@ def check_spec_keys(values: dict, where: str) -> None:
     for key in values:
         if key not in SPEC_KEYS:
             raise UserError(f"{where}: unknown key '{key}' (expected one of: {', '.join(SPEC_KEYS)})")
+
+
+def check_subject_pattern(pattern: str, where: str) -> None:
+    """Refuse a pattern `re` cannot compile; a huge repetition count is an OverflowError."""
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError) as e:
+        raise UserError(f"{where} is not a valid regex ({e})") from None
 
 
 def read_spec(path: str | os.PathLike) -> RecordingSpec:
@@ -98,10 +108,7 @@ def read_spec(path: str | os.PathLike) -> RecordingSpec:
     if "sample_rate_hz" in values and not 0 < values["sample_rate_hz"] < math.inf:
         raise UserError(f"{path}: key 'sample_rate_hz' must be a positive number of Hz")
     if "subject_pattern" in values:
-        try:
-            re.compile(values["subject_pattern"])
-        except re.error as e:
-            raise UserError(f"{path}: key 'subject_pattern' is not a valid regex ({e})") from e
+        check_subject_pattern(values["subject_pattern"], f"{path}: key 'subject_pattern'")
     spec = RecordingSpec(**values)
     spec.sample_rate_hz = float(spec.sample_rate_hz) if spec.sample_rate_hz else None
     return spec

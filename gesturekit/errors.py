@@ -9,6 +9,10 @@ class UserError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str):
+        # One line whatever the cause's text holds (an interpreter's message can span lines).
+        super().__init__(" ".join(part.strip() for part in str(message).splitlines() if part.strip()))
+
 
 class SandboxGateFailed(UserError):
     """Phase 1 showed the architecture cannot learn even a small balanced subset."""

@@ -15,12 +15,20 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 TFLITE_RUNTIME_PACKAGES = ["numpy<2", "tflite-runtime==2.14.0", "pyserial"]
 VENV_INSTALL_TIMEOUT_S = 600
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Property tests: `make test` (CI) draws the same cases on every run and every clone, so a
+# failure is the code's, not the draw's; `make fuzz` (`--hypothesis-profile=fuzz`) draws new
+# random cases, as many as GK_FUZZ_EXAMPLES says, and stores failures in .hypothesis/.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, deadline=None, print_blob=True)
+settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

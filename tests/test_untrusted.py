@@ -143,6 +143,24 @@ def test_corrupt_model_files_are_refused_with_one_line(quick_bundle, tmp_path, k
         assert "Traceback" not in result.stderr and str(bundle) in message, (name, message)
 
 
+def test_onnx_error_spanning_lines_is_one_line(quick_bundle, tmp_path):
+    """Found by the fuzzer (flipped bytes): onnxruntime's message for a graph output that no
+    node makes ends in a newline, so the user's last line was `)`. The case, made on purpose:
+    rename the graph's output (the last occurrence of its name) to one no node makes."""
+    import onnxruntime
+
+    bundle = copy_bundle(quick_bundle, tmp_path / "bundle")
+    path = load_bundle(bundle).path("onnx")
+    raw = path.read_bytes()
+    name = onnxruntime.InferenceSession(raw, providers=["CPUExecutionProvider"]).get_outputs()[0].name
+    at = raw.rindex(name.encode())
+    path.write_bytes(raw[:at] + b"Z" * len(name) + raw[at + len(name):])
+    result = run_on(bundle, "--backend", "onnxruntime")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.count("\n") == 1 and str(path) in result.stderr, result.stderr
+    assert "does not exist in the graph" in result.stderr and "EP Error" not in result.stdout
+
+
 def test_labels_not_matching_the_model_output_are_refused(quick_bundle, tmp_path):
     bundle = copy_bundle(quick_bundle, tmp_path / "b")
     d = json.loads((bundle / MODEL_JSON).read_text())
