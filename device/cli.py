@@ -16,7 +16,7 @@ from gesturekit.errors import UserError
 def add_commands(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser("run", help="classify a live serial stream and print gesture events")
     run.add_argument("--port", help="serial port or pyserial URL (/dev/ttyACM0, COM3, "
-                                    "socket://host:port, ...)")
+                                    "socket://host:port, ...; default: the --match board)")
     run.add_argument("--model", required=True, help="model bundle folder (from `gesturekit export`)")
     shown = run.add_mutually_exclusive_group()
     shown.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -28,11 +28,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"),
                      help="interpreter (default: the first installed of these, in this order)")
-    kind = run.add_mutually_exclusive_group()
-    kind.add_argument("--int8", action="store_true", help="run the full-int8 TFLite model")
-    kind.add_argument("--float", action="store_true", help="run the float model (default)")
+    run.add_argument("--int8", action="store_true",
+                     help="run the full-int8 TFLite model (default: the float model)")
     run.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    run.add_argument("--baud", type=int, default=115200)
+    run.add_argument("--baud", type=int, default=115200, help="serial baud rate (ignored by USB CDC)")
     run.add_argument("--rate", type=float, help="the stream's sample rate in Hz (default: "
                                                 "measured over the first 2 s)")
     run.add_argument("--match", help="find the board by USB VID:PID (hex) or description, "
@@ -40,10 +39,14 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--windows", action="store_true",
                      help="also print every window's top label and probabilities")
     post = run.add_argument_group("post-processing (defaults from the bundle)")
-    post.add_argument("--smoothing", type=int, help="average over the last K windows")
-    post.add_argument("--threshold", type=float, help="smoothed confidence to announce")
-    post.add_argument("--min-consecutive", type=int, help="windows in a row that must agree")
-    post.add_argument("--refractory", type=float, help="seconds of silence after an event")
+    post.add_argument("--smoothing", type=int,
+                      help="average over the last K windows (default: the bundle's)")
+    post.add_argument("--threshold", type=float,
+                      help="smoothed confidence to announce (default: the bundle's)")
+    post.add_argument("--min-consecutive", type=int,
+                      help="windows in a row that must agree (default: the bundle's)")
+    post.add_argument("--refractory", type=float,
+                      help="seconds of silence after an event (default: the bundle's)")
     waits = run.add_argument_group("deadlines")
     waits.add_argument("--first-line-timeout", type=float, default=5.0,
                        help="seconds to wait for a valid line after connecting (default 5)")
@@ -62,7 +65,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     sim.add_argument("--link", help="with --pty: keep a symlink to the current pty here")
     sim.add_argument("--speed", type=float, default=1.0, help="times real rate (default 1)")
     sim.add_argument("--rate", type=float, help="sample rate of the recording, when not in "
-                                                "its dataset.toml")
+                                                "its dataset.toml (default: from its time column)")
     sim.add_argument("--garbage", type=float, default=0.0,
                      help="probability of a junk line before each sample")
     sim.add_argument("--drop", type=float, default=0.0, help="probability of leaving a sample out")
@@ -74,7 +77,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="seconds between closing the port and opening the new one (default 0.5)")
     sim.add_argument("--no-header", action="store_true", help="send no header line")
     sim.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
-    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     sim.add_argument("--stats", help="write what was sent (lines, garbage, drops) as JSON here")
     sim.add_argument("--wait-reader", type=float, default=60.0,
                      help="seconds to wait for a program to open the pty (default 60)")
@@ -88,12 +91,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--out", required=True, help="dataset folder (created; dataset.toml written)")
     rec.add_argument("--session", help="session file name (default: session_<date>_<time>)")
     stop = rec.add_mutually_exclusive_group()
-    stop.add_argument("--seconds", type=float, help="record this long")
-    stop.add_argument("--samples", type=int, help="record this many samples")
+    stop.add_argument("--seconds", type=float, help="record this long (default: until Ctrl-C)")
+    stop.add_argument("--samples", type=int, help="record this many samples (default: until Ctrl-C)")
     rec.add_argument("--channels", type=lambda s: s.split(","),
-                     help="channel names when the board sends no header")
+                     help="channel names when the board sends no header (default: the header's)")
     rec.add_argument("--rate", type=float, help="sample rate in Hz (default: measured)")
-    rec.add_argument("--baud", type=int, default=115200)
+    rec.add_argument("--baud", type=int, default=115200, help="serial baud rate (ignored by USB CDC)")
     rec.set_defaults(func=cmd_record)
 
 

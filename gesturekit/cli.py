@@ -4,19 +4,47 @@ Each area adds its own subcommands (`add_commands`) from a light module, and imp
 heavy parts (TensorFlow, interpreters) only inside the command that needs them, so
 `gesturekit --help` and `gesturekit run` start fast.
 
-Errors: a `UserError` (and an `OSError` about a path or device the user named) prints one line
-and exits with its code (2, or 3 for the sandbox gate); anything else is a bug, shown as a
-traceback; `--debug` shows tracebacks for every error.
+Errors: a `UserError` (and an `OSError` about a path the user named, or a full disk) prints one
+line and exits with its code (2, or 3 for the sandbox gate); anything else is a bug, shown as a
+traceback; `--debug` shows tracebacks for every error, and TensorFlow's C++ logging.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 
 from gesturekit import __version__
 from gesturekit.errors import UserError
+from gesturekit.native_log import native_logs_dropped
+
+# Commands that load TensorFlow, whose C++ log lines are dropped unless --debug.
+LOADS_TENSORFLOW = ("train", "evaluate", "export")
+# OSErrors without a file name that are the machine's state, not a bug.
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless the help already says it: the value,
+    or "none" for an option that is off unless given. Flags and required options have none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or action.required or "default" in text
+                or action.nargs == 0 or action.default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: {'none' if action.default is None else '%(default)s'})"
+
+
+class Parser(argparse.ArgumentParser):
+    """The command's parser; its subcommands' parsers are of this class too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,12 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     from gesturekit.export import cli as export_cli
     from gesturekit.train import cli as train_cli
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="gesturekit",
         description="IMU gestures from a board's serial port to a model running on that board.",
     )
     parser.add_argument("--version", action="version", version=f"gesturekit {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for every error")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks for every error, and TensorFlow's C++ logging")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     train_cli.add_commands(commands)
     export_cli.add_commands(commands)
@@ -41,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = args.command in LOADS_TENSORFLOW and not args.debug
+    with native_logs_dropped() if quiet else contextlib.nullcontext():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -54,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as e:
-        # A path or device the user named (not a directory, permission denied, disk full).
-        if args.debug:
+        # A path the user named (no such file, not a directory, permission denied) or a full
+        # disk; any other OSError is a bug and keeps its traceback.
+        if args.debug or (e.filename is None and e.errno not in ENVIRONMENT_ERRNOS):
             raise
         print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
         return UserError.exit_code

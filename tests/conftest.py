@@ -41,26 +41,33 @@ def synth_dataset(tmp_path_factory) -> Path:
                                                     sample_rate_hz=50))
 
 
+def gesturekit_command(*args: str, log: Path, timeout: float = 900) -> None:
+    """Run `gesturekit ARGS` as a user would (no TF_CPP_MIN_LOG_LEVEL set); its stderr is kept
+    in `log` for the tests."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    with open(log, "w") as err:
+        result = subprocess.run([sys.executable, "-m", "gesturekit.cli", *args], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err, timeout=timeout, check=False)
+    assert result.returncode == 0, log.read_text()[-3000:]
+
+
 @pytest.fixture(scope="session")
 def quick_run(synth_dataset, tmp_path_factory) -> Path:
-    """A real `--quick` three-phase training run on `synth_dataset` (seed 0)."""
-    from gesturekit.train.config import build_config
-    from gesturekit.train.trainer import train_run
-
+    """`gesturekit train --quick` (three-phase, so it has the CNN head too; seed 0) on
+    `synth_dataset`; its stderr is in `train.stderr` next to it."""
     out = tmp_path_factory.mktemp("quick_run") / "run"
-    cfg = build_config(quick=True, seed=0, strategy="three-phase")  # has the CNN head too
-    train_run(str(synth_dataset), out, cfg, {},
-              progress=lambda message: None)
+    gesturekit_command("train", str(synth_dataset), "--out", str(out), "--quick", "--seed", "0",
+                       "--strategy", "three-phase", log=out.parent / "train.stderr")
     return out
 
 
 @pytest.fixture(scope="session")
 def quick_bundle(quick_run, tmp_path_factory) -> Path:
-    """`gesturekit export` of `quick_run`: the CNN-LSTM bundle (float, int8, ONNX, C array)."""
-    from gesturekit.export.build import export_run
-
+    """`gesturekit export` of `quick_run`: the CNN-LSTM bundle (float, int8, ONNX, C array);
+    its stderr is in `export.stderr` next to it."""
     out = tmp_path_factory.mktemp("quick_bundle") / "bundle"
-    return export_run(quick_run, out).out
+    gesturekit_command("export", str(quick_run), "--out", str(out), log=out.parent / "export.stderr")
+    return out
 
 
 def _venv_ready(python: Path, check: str) -> bool:

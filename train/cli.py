@@ -18,8 +18,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     synth = data_commands.add_parser("synth", help="write the built-in synthetic IMU dataset")
     synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--subjects", type=int, default=8)
+    synth.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
+    synth.add_argument("--subjects", type=int, default=8, help="subjects, one session each")
     synth.add_argument("--minutes", type=float, default=12.0, help="per subject")
     synth.add_argument("--rate", type=int, choices=(50, 100), default=50, help="sample rate in Hz")
     synth.add_argument("--force", action="store_true", help="replace an existing folder")
@@ -31,14 +31,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     """Flags that give `dataset.toml` keys on the command line."""
-    group = parser.add_argument_group("dataset options (override dataset.toml)")
-    group.add_argument("--rate", dest="sample_rate_hz", type=float, help="sample rate in Hz")
-    group.add_argument("--channels", type=lambda s: s.split(","), help="channel columns, in order")
-    group.add_argument("--label-column")
-    group.add_argument("--time-column")
-    group.add_argument("--time-unit", choices=("s", "ms"))
-    group.add_argument("--background-label", help="label for unlabelled samples")
-    group.add_argument("--subject-pattern", help="regex on the file path; group 1 is the subject")
+    group = parser.add_argument_group("dataset options (override dataset.toml; defaults: its keys)")
+    group.add_argument("--rate", dest="sample_rate_hz", type=float,
+                       help="sample rate in Hz (default: from the time column)")
+    group.add_argument("--channels", type=lambda s: s.split(","),
+                       help="channel columns, in order (default: every column but time and label)")
+    group.add_argument("--label-column", help="per-sample label column (default: label)")
+    group.add_argument("--time-column", help="time column (default: none)")
+    group.add_argument("--time-unit", choices=("s", "ms"), help="unit of the time column (default: s)")
+    group.add_argument("--background-label",
+                       help="label for unlabelled samples (default: none; they are left out)")
+    group.add_argument("--subject-pattern", help="regex on the file path; group 1 is the subject "
+                                                 "(default: none; every session stands alone)")
 
 
 def dataset_overrides(args: argparse.Namespace) -> dict:
@@ -91,6 +95,9 @@ def _subjects(text: str) -> list[str]:
 
 
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
+    from gesturekit.train.config import DISTRIBUTE, STRATEGIES
+    from gesturekit.train.imbalance import LOSSES, WEIGHT_MODES
+
     train = commands.add_parser(
         "train", help="train a CNN-LSTM and write a run folder",
         description="Flags override the --config file, which overrides the defaults "
@@ -98,30 +105,36 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    train.add_argument("--config", help="JSON or TOML file of training settings")
-    train.add_argument("--seed", type=int)
+    train.add_argument("--config", help="JSON or TOML file of training settings (default: none)")
+    train.add_argument("--seed", type=int, help="seed of splits, weights and shuffling (default 0)")
     train.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
-    train.add_argument("--strategy", help="direct (default: the whole CNN-LSTM with class weights, "
-                                          "best on HAPT) or three-phase (sandbox, CNN head, "
-                                          "frozen-CNN LSTM)")
-    train.add_argument("--weights", help="class-weight mode for every phase: none, inverse, "
-                                         "sqrt, cbrt, effective")
-    train.add_argument("--cnn-weights", help="phase-2 class weights (three-phase)")
-    train.add_argument("--lstm-weights", help="phase-3 class weights (three-phase)")
-    train.add_argument("--beta", type=float, help="beta of the effective class weights")
-    train.add_argument("--loss", help="crossentropy or focal (every phase)")
-    train.add_argument("--gamma", type=float, help="focal loss gamma")
+    train.add_argument("--strategy", choices=STRATEGIES,
+                       help="direct (default: the whole CNN-LSTM with class weights, best on HAPT) "
+                            "or three-phase (sandbox, CNN head, frozen-CNN LSTM)")
+    train.add_argument("--weights", choices=WEIGHT_MODES,
+                       help="class-weight mode for every phase (default: inverse, and the two "
+                            "below for three-phase)")
+    train.add_argument("--cnn-weights", choices=WEIGHT_MODES,
+                       help="phase-2 class weights (three-phase; default: --weights, else sqrt)")
+    train.add_argument("--lstm-weights", choices=WEIGHT_MODES,
+                       help="phase-3 class weights (three-phase; default: --weights, else inverse)")
+    train.add_argument("--beta", type=float, help="beta of the effective class weights (default 0.999)")
+    train.add_argument("--loss", choices=LOSSES, help="loss of every phase (default: crossentropy)")
+    train.add_argument("--gamma", type=float, help="focal loss gamma (default 2)")
     train.add_argument("--augment", action="store_true",
                        help="jitter, scaling, 3-D rotation and time warp with default strengths")
-    train.add_argument("--test-subjects", type=_subjects, help="comma-separated, e.g. 2,4,9")
-    train.add_argument("--val-subjects", type=_subjects, help="comma-separated, from the rest")
+    train.add_argument("--test-subjects", type=_subjects,
+                       help="comma-separated, e.g. 2,4,9 (default: a seeded 20%% of the subjects)")
+    train.add_argument("--val-subjects", type=_subjects,
+                       help="comma-separated, from the rest (default: a seeded 20%% of them)")
     train.add_argument("--window", type=int, help="samples per window (default 128)")
     train.add_argument("--hop", type=int, help="samples between windows (default 64)")
     train.add_argument("--train-hop", type=int,
                        help="hop for cutting training windows only (default: --hop)")
-    train.add_argument("--purity", type=float, help="share of a window its label must cover (0.6)")
+    train.add_argument("--purity", type=float,
+                       help="share of a window its label must cover (default 0.6)")
     train.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
-    train.add_argument("--distribute", help="tf.distribute: none, mirrored, multi-worker")
+    train.add_argument("--distribute", choices=DISTRIBUTE, help="tf.distribute strategy (default: none)")
     add_dataset_options(train)
     train.set_defaults(func=cmd_train)
 
@@ -130,7 +143,8 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("model", help="run folder, or model bundle (with --stream)")
     evaluate.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     evaluate.add_argument("--subjects", type=_subjects, help="only these subjects (default all)")
-    evaluate.add_argument("--out", help="folder for report.md, plots and scores.json")
+    evaluate.add_argument("--out", help="folder for report.md, plots and scores.json (default: none, "
+                                        "print only)")
     evaluate.add_argument("--json", action="store_true", help="print the scores as JSON")
     evaluate.add_argument("--stream", action="store_true",
                           help="replay sessions sample by sample through the bundle's runner")
@@ -170,18 +184,26 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def add_plot_command(commands: argparse._SubParsersAction) -> None:
+    from gesturekit.device.backends import BACKENDS
+
     plot = commands.add_parser(
         "plot", help="draw a session with its labels (and a bundle's predictions and events)")
     plot.add_argument("recording", help="recording-format CSV, or a HAPT RawData/acc_expNN_userNN.txt")
-    plot.add_argument("--model", help="model bundle: add per-window predictions and events")
+    plot.add_argument("--model", help="model bundle: add per-window predictions and events "
+                                       "(default: none, the session alone)")
     plot.add_argument("--out", required=True, help="PNG file to write")
-    plot.add_argument("--rate", type=float, help="sample rate when not in dataset.toml")
-    plot.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"))
+    plot.add_argument("--rate", type=float,
+                      help="sample rate when not in dataset.toml (default: from the time column)")
+    plot.add_argument("--backend", choices=BACKENDS,
+                      help="interpreter (default: the first installed, in this order)")
     plot.add_argument("--int8", action="store_true", help="predict with the full-int8 model")
-    plot.add_argument("--threshold", type=float, help="post-processing overrides, as for `run`")
-    plot.add_argument("--smoothing", type=int)
-    plot.add_argument("--min-consecutive", type=int)
-    plot.add_argument("--refractory", type=float)
+    plot.add_argument("--threshold", type=float,
+                      help="smoothed confidence to announce, as for `run` (default: the bundle's)")
+    plot.add_argument("--smoothing", type=int, help="average over the last K windows (default: the bundle's)")
+    plot.add_argument("--min-consecutive", type=int,
+                      help="windows in a row that must agree (default: the bundle's)")
+    plot.add_argument("--refractory", type=float,
+                      help="seconds of silence after an event (default: the bundle's)")
     plot.add_argument("--json", action="store_true", help="print the numbers behind the picture")
     plot.set_defaults(func=cmd_plot)
 
