@@ -28,13 +28,14 @@ from gesturekit.device.windowing import cut_windows
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "device_latency.json"
-SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp03_user02.txt"  # test subject 2
+SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp03_user02.txt"  # test subject 2; --session
 TFLITE_RUNTIME_PYTHON = REPO / ".venv-tflite-runtime" / "bin" / "python"
 
 
-def measure(bundle_dir: str, backend: str, kind: str, n_windows: int, repeats: int) -> dict:
+def measure(bundle_dir: str, backend: str, kind: str, n_windows: int, repeats: int,
+            session: Path) -> dict:
     bundle = load_bundle(bundle_dir)
-    windows = cut_windows(load_session(SESSION).data, bundle.window, bundle.hop)[:n_windows]
+    windows = cut_windows(load_session(session).data, bundle.window, bundle.hop)[:n_windows]
     classify = Classifier(bundle, backend, kind, threads=1)
     for w in windows[:20]:  # warm-up
         classify(w)
@@ -58,21 +59,26 @@ def main() -> None:
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--windows", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--session", type=Path, default=SESSION,
+                    help="HAPT session file, RawData/acc_expNN_userNN.txt of the UCI data "
+                         "(https://archive.ics.uci.edu/dataset/341)")
     ap.add_argument("--only", help="backend to measure, printing JSON rows (used for the "
                                    "numpy<2 venv)")
     args = ap.parse_args()
     combos = [("ai_edge_litert", "float"), ("ai_edge_litert", "int8"), ("onnxruntime", "onnx"),
               ("tflite_runtime", "float"), ("tflite_runtime", "int8")]
     if args.only:
-        rows = [measure(args.bundle, b, k, args.windows, args.repeats) for b, k in combos
-                if b == args.only]
+        rows = [measure(args.bundle, b, k, args.windows, args.repeats, args.session)
+                for b, k in combos if b == args.only]
         print(json.dumps(rows))
         return
     here = set(available_backends())
-    rows = [measure(args.bundle, b, k, args.windows, args.repeats) for b, k in combos if b in here]
+    rows = [measure(args.bundle, b, k, args.windows, args.repeats, args.session)
+            for b, k in combos if b in here]
     if "tflite_runtime" not in here and TFLITE_RUNTIME_PYTHON.is_file():
         out = subprocess.run([str(TFLITE_RUNTIME_PYTHON), __file__, "--bundle", args.bundle,
                               "--windows", str(args.windows), "--repeats", str(args.repeats),
+                              "--session", str(args.session),
                               "--only", "tflite_runtime"], capture_output=True, text=True,
                              check=True, timeout=600)
         rows += json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,7 +90,7 @@ def main() -> None:
         print(f"{r['backend']:<16} {r['model']:<6} {r['file_bytes']:>7} {r['p50_us']:>8.1f} "
               f"{r['p99_us']:>8.1f} {r['invoke_mean_us']:>9.1f} {r['p50_vs_litert_float']:>14.2f}x")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"bundle": str(args.bundle), "session": SESSION.name,
+    RESULTS.write_text(json.dumps({"bundle": str(args.bundle), "session": args.session.name,
                                    "python": platform.python_version(), "machine": platform.machine(),
                                    "threads": 1, "rows": rows}, indent=2) + "\n")
     print(f"wrote {RESULTS}")

@@ -35,7 +35,7 @@ from gesturekit.device.simulate import PtySink, format_sample, load_session
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "device_runner.json"
-SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp03_user02.txt"  # test subject 2
+SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp03_user02.txt"  # test subject 2; --session
 RATE_HZ = 100.0
 
 
@@ -70,11 +70,11 @@ print(time.process_time() - cpu, lines)
 """
 
 
-def baseline_run(seconds: float, nap: float) -> dict:
+def baseline_run(seconds: float, nap: float, session: Path) -> dict:
     sink = PtySink(link=None)
     proc = subprocess.Popen([sys.executable, "-c", READ_LOOP, sink.device, str(seconds), str(nap)],
                             stdout=subprocess.PIPE, text=True)
-    play_board(sink, load_session(SESSION).data, seconds)
+    play_board(sink, load_session(session).data, seconds)
     out, _ = proc.communicate(timeout=60)
     sink.close()
     cpu_s, lines = out.split()
@@ -82,8 +82,8 @@ def baseline_run(seconds: float, nap: float) -> dict:
             "lines": int(lines)}
 
 
-def one_run(bundle: str, flags: list[str], seconds: float) -> dict:
-    data = load_session(SESSION).data
+def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dict:
+    data = load_session(session).data
     sink = PtySink(link=None)
     run = subprocess.Popen([sys.executable, "-m", "gesturekit.cli", "run", "--port", sink.device,
                             "--model", bundle, "--json", "--windows", "--threshold", "0",
@@ -132,15 +132,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--session", type=Path, default=SESSION,
+                    help="HAPT session file, RawData/acc_expNN_userNN.txt of the UCI data "
+                         "(https://archive.ics.uci.edu/dataset/341)")
     args = ap.parse_args()
     configs = [["--backend", "ai_edge_litert"], ["--backend", "ai_edge_litert", "--int8"],
                ["--backend", "onnxruntime"]]
     # The longest nap the runner takes with its defaults.
     nap_s = min(MAX_NAP_S, MAX_NAP_GAP_FRACTION * RunOptions(port="").gap_s,
                 MAX_NAP_SAMPLES / RATE_HZ)
-    base = baseline_run(args.seconds, 0.0)
-    floor = baseline_run(args.seconds, nap_s)
-    rows = [one_run(args.bundle, flags, args.seconds) for flags in configs]
+    base = baseline_run(args.seconds, 0.0, args.session)
+    floor = baseline_run(args.seconds, nap_s, args.session)
+    rows = [one_run(args.bundle, flags, args.seconds, args.session) for flags in configs]
     print(f"baselines on the same 100 Hz stream: a bare pyserial read loop uses "
           f"{base['cpu_ms_per_stream_s']:.2f} ms CPU per second; one read every {nap_s:.2f} s "
           f"{floor['cpu_ms_per_stream_s']:.2f} ms")

@@ -24,7 +24,7 @@ from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.stream_eval import StreamSession, evaluate_stream
 from gesturekit.train.datasets import load_dataset
 
-HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
+HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"  # default --data
 RESULTS = Path(__file__).resolve().parent / "results" / "device_stream_hapt.json"
 TRANSITIONS = ["STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE",
                "LIE_TO_STAND"]
@@ -55,8 +55,10 @@ def mean_std(values: list) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundles", nargs="+", required=True)
+    ap.add_argument("--data", type=Path, default=HAPT,
+                    help="UCI HAPT folder or zip (https://archive.ics.uci.edu/dataset/341)")
     args = ap.parse_args()
-    dataset = load_dataset(HAPT)
+    dataset = load_dataset(args.data)
     rows = [one_bundle(b, dataset) for b in args.bundles]
     for setting in ("bundle_defaults", "loose"):
         cfg = rows[0][setting]["postprocess"]

@@ -19,21 +19,21 @@ import json
 import tempfile
 from pathlib import Path
 
-HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
+HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"  # default --data
 RESULTS = Path(__file__).resolve().parent / "results"
 TEST_SUBJECTS = ["2", "4", "9", "10", "12", "13", "18", "20", "24"]
 TARGETS = {"float_max_abs_diff": 1e-4, "float_min_agreement": 0.999,
            "int8_min_agreement": 0.97, "int8_max_f1_loss": 0.01, "int8_max_bytes": 32 * 1024}
 
 
-def one_seed(seed: int, strategy: str, work: Path) -> dict:
+def one_seed(seed: int, strategy: str, work: Path, data: Path) -> dict:
     from gesturekit.export.build import export_run
     from gesturekit.train.config import build_config
     from gesturekit.train.trainer import train_run
 
     run = work / f"run_{strategy}_seed{seed}"
     if not (run / "model.keras").is_file():
-        train_run(str(HAPT), run, build_config(seed=seed, test_subjects=TEST_SUBJECTS,
+        train_run(str(data), run, build_config(seed=seed, test_subjects=TEST_SUBJECTS,
                                                strategy=strategy), {},
                   force=True, progress=lambda message: None)
     row = {"seed": seed, "strategy": strategy}
@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--work", help="folder for runs and bundles (default: a temp folder)")
     parser.add_argument("--strategy", help="training strategy (default: the default's)")
+    parser.add_argument("--data", type=Path, default=HAPT,
+                        help="UCI HAPT folder or zip (https://archive.ics.uci.edu/dataset/341)")
     args = parser.parse_args()
     from gesturekit.train.config import TrainConfig
 
@@ -98,7 +100,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="export_hapt_"))
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
-        rows.append(one_seed(seed, strategy, work))
+        rows.append(one_seed(seed, strategy, work, args.data))
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps({"targets": TARGETS, "test_subjects": TEST_SUBJECTS,
                                        "strategy": strategy, "rows": rows}, indent=2) + "\n")

@@ -33,16 +33,16 @@ from gesturekit.device.windowing import window_starts
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "view_windows.json"
-SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp05_user03.txt"
+SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp05_user03.txt"  # --session
 RATE_HZ = 100
 GESTUREKIT = f"{sys.executable} -m gesturekit.cli"
 SUMMARY = re.compile(r"summary: (\d+) samples, (\d+) bad lines, (\d+) windows, (\d+) events, "
                      r"latency p50 ([\d.]+) ms p99 ([\d.]+) ms, (\d+) gaps, (\d+) reconnects \((\w+)\)")
 
 
-def write_clip(folder: Path, seconds: float) -> tuple[Path, int]:
-    """The first `seconds` of the session as a 100 Hz recording-format CSV."""
-    session = load_session(SESSION)
+def write_clip(folder: Path, seconds: float, path: Path) -> tuple[Path, int]:
+    """The first `seconds` of the session at `path` as a 100 Hz recording-format CSV."""
+    session = load_session(path)
     data = session.data[: int(seconds * RATE_HZ)]
     rows = "\n".join(",".join(f"{v:.9g}" for v in row) + "," for row in data.tolist())
     (folder / "dataset.toml").write_text(f"sample_rate_hz = {RATE_HZ}\n")
@@ -126,13 +126,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the clip at 100 Hz")
     ap.add_argument("--threshold", type=float, default=0.45,
                     help="post-processing threshold for both runs (low enough for some events)")
+    ap.add_argument("--session", type=Path, default=SESSION,
+                    help="HAPT session file, RawData/acc_expNN_userNN.txt of the UCI data "
+                         "(https://archive.ics.uci.edu/dataset/341)")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
         raise SystemExit("tmux is needed (apt-get install tmux)")
     bundle = load_bundle(args.bundle)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        clip, n = write_clip(folder, args.seconds)
+        clip, n = write_clip(folder, args.seconds, args.session)
         expected = len(window_starts(n, bundle.window, bundle.hop))
         rows = [one_mode(folder, clip, args.bundle, view, args.seconds, args.threshold)
                 for view in (False, True)]
@@ -153,7 +156,7 @@ def main() -> None:
     print(f"\nwindows equal with and without the view (and events): {equal}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "bundle": args.bundle, "session": SESSION.name, "rate_hz": RATE_HZ,
+        "bundle": args.bundle, "session": args.session.name, "rate_hz": RATE_HZ,
         "seconds": args.seconds, "threshold": args.threshold, "samples": n, "expected_windows": expected,
         "windows_equal": equal, "rows": rows,
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or

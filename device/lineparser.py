@@ -1,4 +1,4 @@
-"""The serial line protocol (DESIGN): bytes from the board in, whole samples out.
+"""The serial line protocol (docs/design.md): bytes from the board in, whole samples out.
 
 One sample per line, values split on commas (or tabs or spaces), `\\n` or `\\r\\n`; an
 optional header of channel names; `#` comments; the first line after connecting may be cut

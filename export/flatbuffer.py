@@ -148,7 +148,7 @@ def patch_lstm(buf: bytearray, cell_clip: float = 0.0,
 
     Why: the converter writes cell_clip = 10 into the fused op while Keras never clips, and
     trained cell states exceed 10, so the TFLite model disagrees with Keras; the int8 kernel's
-    int16 cell state at scale 2**-11 only spans +-16 (see DESIGN's toolchain facts).
+    int16 cell state at scale 2**-11 only spans +-16 (docs/design.md, toolchain facts).
     """
     model = _model(buf)
     codes = [_op_name(model.OperatorCodes(i)) for i in range(model.OperatorCodesLength())]

@@ -1,6 +1,6 @@
 """Keras 3 model -> ONNX through tf2onnx, checked with `onnx.checker`.
 
-tf2onnx converts the Keras 3 model directly (DESIGN's toolchain facts); the batch dimension
+tf2onnx converts the Keras 3 model directly (docs/design.md, toolchain facts); the batch dimension
 stays open, and the LSTM becomes one ONNX `LSTM` node.
 """
 

@@ -1,6 +1,6 @@
 """Keras model -> TFLite float and full-int8, with the LSTM as the fused op.
 
-Keras 3 never lowers `LSTM` to TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM (see DESIGN's
+Keras 3 never lowers `LSTM` to TFLite's fused UNIDIRECTIONAL_SEQUENCE_LSTM (see docs/design.md,
 toolchain facts), so the model is rebuilt in `tf_keras` at batch size 1 from the shared model
 definition, the weights are copied by layer name, and that copy is converted. The converted
 flatbuffer is then patched (`flatbuffer.patch_lstm`): no cell clip, and for int8 a wider
@@ -20,7 +20,7 @@ from gesturekit.train.model import ModelConfig, build_cnn_head, build_cnn_lstm
 
 BUILDERS = {"cnn_lstm": build_cnn_lstm, "cnn_head": build_cnn_head}
 # int16 cell state at 2**-10 spans +-32: trained HAPT cell states exceed the converter's
-# +-16 (2**-11); measured 99.3% int8/Keras agreement with 2**-10 (DESIGN's toolchain facts).
+# +-16 (2**-11); measured 99.3% int8/Keras agreement with 2**-10 (docs/design.md).
 INT8_CELL_STATE_SCALE = 2.0 ** -10
 CALIBRATION_PER_CLASS = 40  # representative windows per class; more changed nothing measurable
 

@@ -103,7 +103,7 @@ def built_venv(venv: Path, installs: list[list[str]], check: str) -> Path:
 @pytest.fixture(scope="session")
 def tflite_runtime_python() -> Path:
     """`<repo>/.venv-tflite-runtime`: numpy<2, tflite-runtime 2.14, pyserial and this repo
-    (no dependencies); DESIGN says why tflite-runtime needs numpy<2."""
+    (no dependencies); docs/design.md says why tflite-runtime needs numpy<2."""
     return built_venv(
         REPO / ".venv-tflite-runtime",
         [TFLITE_RUNTIME_PACKAGES, ["--no-deps", "-e", str(REPO)]],

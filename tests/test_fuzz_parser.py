@@ -1,4 +1,4 @@
-"""Fuzzing the stream parser (DESIGN, serial line protocol) with properties, not examples.
+"""Fuzzing the stream parser (docs/design.md, serial line protocol) with properties, not examples.
 
 Streams are built from lines whose fate is known by construction (a sample, a comment, an
 empty line, a header, or a bad line of a given reason), plus a connect-time fragment and an
@@ -10,7 +10,7 @@ unterminated tail, and fed in chunks cut anywhere. Properties:
   the unterminated tail as one bad "cut" line at `finish()`; so every input byte belongs to
   exactly one counted line;
 - the result does not depend on where the chunks were cut;
-- windows: per DESIGN, bad lines are skipped without resetting the window ("bad lines never
+- windows: per docs/design.md, bad lines are skipped without resetting the window ("bad lines never
   shift a window") and a gap resets it. "Never spans" means: the windows of a stream equal,
   one for one, the windows `cut_windows` cuts from the good samples of each gap-free segment,
   so no window holds a value from a bad line, and none holds samples from both sides of a gap.

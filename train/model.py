@@ -1,7 +1,7 @@
 """The CNN-LSTM and its phase-2 CNN head, defined once for any Keras module.
 
 Training builds them with Keras 3; export rebuilds the same layers with `tf_keras` at batch
-size 1, the only route to TFLite's fused LSTM op (see DESIGN's toolchain facts). Passing the
+size 1, the only route to TFLite's fused LSTM op (see docs/design.md, toolchain facts). Passing the
 Keras module in keeps one definition for both. Layers are named, so weights move by name
 between the head, the CNN-LSTM and the rebuilds.
 """
