@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo test fuzz lint clean
+.PHONY: demo board-demo test fuzz lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,21 @@ demo: $(VENV)/.installed
 	for i in $$(seq 100); do [ -s $(DEMO)/pty.txt ] && break; sleep 0.1; done; \
 	$(BIN)/gesturekit run --port "$$(head -n 1 $(DEMO)/pty.txt)" --model $(DEMO)/bundle \
 	    --rate 50 --duration 90; status=$$?; kill $$sim 2>/dev/null; exit $$status
+
+# The same bundle on an emulated board, no hardware: the firmware is built for a Cortex-M4
+# (TFLM, CMSIS-NN), QEMU runs it with its serial port on a pseudo-terminal, the simulator
+# plays test subject 2 into that port, and the board prints the events it announces itself.
+# Needs `make demo` first, and gcc-arm-none-eabi libnewlib-arm-none-eabi
+# libstdc++-arm-none-eabi-newlib qemu-system-arm (apt); the first build takes minutes.
+board-demo: $(VENV)/.installed
+	@test -f $(DEMO)/bundle/model.json || { echo "run \`make demo\` first (it exports $(DEMO)/bundle)"; exit 2; }
+	@echo "== an emulated Cortex-M4F board (QEMU mps2-an386) classifies test subject 2's session =="
+	@$(BIN)/gesturekit emulate $(DEMO)/bundle --duration 60 > $(DEMO)/board.txt & emu=$$!; \
+	while kill -0 $$emu 2>/dev/null && [ ! -s $(DEMO)/board.txt ]; do sleep 0.2; done; \
+	tail -n +2 -f $(DEMO)/board.txt & tailer=$$!; \
+	timeout 55 $(BIN)/gesturekit simulate $(DEMO)/data/s02_session1.csv --speed 4 \
+	    --port "$$(head -n 1 $(DEMO)/board.txt)" >/dev/null; \
+	wait $$emu; status=$$?; kill $$tailer; exit $$status
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -1,10 +1,11 @@
 """Inference backends: a bundle's model behind one call, window (T, C) in raw units -> probs (K,).
 
-`ai_edge_litert` and `tflite_runtime` run the TFLite files (float or full-int8), and
-`onnxruntime` runs `model.onnx`. Each is imported only when chosen, so a board needs just one.
-The classifier does what every caller would otherwise repeat: normalise with the bundle's
-training statistics, quantise for int8 inputs, reset the LSTM state for stateful models,
-invoke, dequantise.
+`ai_edge_litert` and `tflite_runtime` run the TFLite files (float or full-int8),
+`onnxruntime` runs `model.onnx`, and `tflite_micro` (TensorFlow Lite Micro's host build) runs
+the int8 model with the kernels a board's TFLM runs, so its outputs are the board's bytes.
+Each is imported only when chosen, so a board needs just one. The classifier does what every
+caller would otherwise repeat: normalise with the bundle's training statistics, quantise for
+int8 inputs, reset the LSTM state for stateful models, invoke, dequantise.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import numpy as np
 from gesturekit.device.bundle import Bundle
 from gesturekit.errors import UserError
 
-BACKENDS = ("ai_edge_litert", "tflite_runtime", "onnxruntime")
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "onnxruntime", "tflite_micro")
 _MODULES = {"ai_edge_litert": "ai_edge_litert.interpreter",
             "tflite_runtime": "tflite_runtime.interpreter",
-            "onnxruntime": "onnxruntime"}
+            "onnxruntime": "onnxruntime",
+            "tflite_micro": "tflite_micro.python.tflite_micro.runtime"}
+TFLM_ARENA_BYTES = 1 << 20  # the host build's structs are 64-bit: give it room, not the board's size
 
 
 def available_backends() -> list[str]:
@@ -39,7 +42,8 @@ def available_backends() -> list[str]:
 def choose_backend(bundle: Bundle, backend: str | None, int8: bool) -> tuple[str, str]:
     """(backend, model kind) for the flags; the first importable backend the bundle fits."""
     kinds = {"ai_edge_litert": "int8" if int8 else "float",
-             "tflite_runtime": "int8" if int8 else "float", "onnxruntime": "onnx"}
+             "tflite_runtime": "int8" if int8 else "float", "onnxruntime": "onnx",
+             "tflite_micro": "int8"}  # TFLM runs what boards run: always the int8 model
     if backend is not None:
         if backend not in BACKENDS:
             raise UserError(f"--backend {backend}: expected one of {', '.join(BACKENDS)}")
@@ -92,6 +96,8 @@ class Classifier:
                             f"pip install {backend.replace('_', '-')}") from None
         if backend == "onnxruntime":
             self._init_onnx(module, threads)
+        elif backend == "tflite_micro":
+            self._init_tflm(module)
         else:
             self._init_tflite(module, threads)
         # The first invoke prepares kernels (XNNPACK packs weights): do it now, not on the
@@ -124,6 +130,24 @@ class Classifier:
         self._out_scale, self._out_zero = out["quantization"]
         self._out_quantized = out["dtype"] != np.float32
         self._run = self._run_tflite
+
+    def _init_tflm(self, runtime) -> None:
+        try:
+            self._interp = runtime.Interpreter.from_file(str(self.path), arena_size=TFLM_ARENA_BYTES)
+            inp = self._interp.get_input_details(0)
+            out = self._interp.get_output_details(0)
+        except (ValueError, RuntimeError) as e:
+            raise UserError(f"{self.path}: tflite_micro cannot load this model ({e})") from None
+        expected = (1, self.bundle.window, len(self.bundle.channels))
+        if tuple(inp["shape"]) != expected:
+            raise UserError(f"{self.path}: input shape {tuple(inp['shape'])} does not match "
+                            f"model.json window/channels {expected}")
+        self._in_dtype = inp["dtype"]
+        self._in_scale = float(inp["quantization_parameters"]["scales"][0])
+        self._in_zero = int(inp["quantization_parameters"]["zero_points"][0])
+        self._out_scale = float(out["quantization_parameters"]["scales"][0])
+        self._out_zero = int(out["quantization_parameters"]["zero_points"][0])
+        self._run = self._run_tflm
 
     def _init_onnx(self, ort, threads: int) -> None:
         options = ort.SessionOptions()
@@ -172,6 +196,15 @@ class Classifier:
         if self._out_quantized:
             return ((y.astype(np.float32) - self._out_zero) * self._out_scale).astype(np.float32)
         return y.astype(np.float32, copy=True)
+
+    def _run_tflm(self, x: np.ndarray) -> np.ndarray:
+        interp = self._interp
+        if self.bundle.stateful:
+            interp.reset()  # as the board's MicroInterpreter::Reset() before every window
+        interp.set_input(x, 0)
+        interp.invoke()
+        y = interp.get_output(0)[0]
+        return ((y.astype(np.float32) - self._out_zero) * self._out_scale).astype(np.float32)
 
     def _run_onnx(self, x: np.ndarray) -> np.ndarray:
         return self._session.run(None, {self._onnx_input: x})[0][0].astype(np.float32)

@@ -26,8 +26,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--trace", type=lambda s: [c for c in s.split(",") if c],
                      help="channels to trace in the view, e.g. ax,gz (default: |acc| and |gyro|)")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
-    run.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"),
-                     help="interpreter (default: the first installed of these, in this order)")
+    run.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime",
+                                           "tflite_micro"),
+                     help="interpreter (default: the first installed of these, in this order; "
+                          "tflite_micro runs the int8 model exactly as a board's TFLM does)")
     run.add_argument("--int8", action="store_true",
                      help="run the full-int8 TFLite model (default: the float model)")
     run.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
@@ -98,6 +100,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--rate", type=float, help="sample rate in Hz (default: measured)")
     rec.add_argument("--baud", type=int, default=115200, help="serial baud rate (ignored by USB CDC)")
     rec.set_defaults(func=cmd_record)
+
+    emu = commands.add_parser("emulate", help="build the firmware for a Cortex-M4 and run it on an "
+                                              "emulated board (QEMU); its serial port is a pty")
+    emu.add_argument("bundle", nargs="?", help="model bundle (for --firmware classifier)")
+    emu.add_argument("--firmware", choices=("classifier", "stream"), default="classifier",
+                     help="classifier: feed it samples (`gesturekit simulate REC --port PTY`) and "
+                          "it prints events; stream: it plays --recording like an IMU for "
+                          "`gesturekit run --port PTY` (default classifier)")
+    emu.add_argument("--recording", help="with --firmware stream: recording-format CSV or a HAPT "
+                                         "RawData/acc_expNN_userNN.txt, compiled into flash")
+    emu.add_argument("--rate", type=float, help="sample rate of the recording, when not in its "
+                                                "dataset.toml")
+    emu.add_argument("--kernels", choices=("cmsis_nn", "reference"), default="cmsis_nn",
+                     help="TFLM kernels (default cmsis_nn)")
+    emu.add_argument("--tflm", help="TensorFlow Lite Micro tree with tflm.mk (default "
+                                    "../shared/third_party/tflite-micro beside the repository)")
+    emu.add_argument("--windows", action="store_true",
+                     help="classifier: also print every window's probabilities and int8 outputs")
+    emu.add_argument("--duration", type=float, help="stop after this many seconds")
+    emu.set_defaults(func=cmd_emulate)
 
 
 def _on_signals(handler) -> None:
@@ -206,6 +228,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         sink.close()
         write_stats(args.stats, stats)
+    return 0
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    from gesturekit.device.emulate import BoardPort, Qemu, build_firmware
+
+    if args.duration is not None and not args.duration >= 0:
+        raise UserError(f"--duration {args.duration}: expected seconds >= 0")
+    if args.firmware == "classifier" and args.recording:
+        raise UserError("--recording is for --firmware stream; feed the classifier with "
+                        "`gesturekit simulate REC --port PTY`")
+    build = build_firmware(args.firmware, args.bundle, args.recording, args.kernels, args.tflm,
+                           rate_hz=args.rate)
+    stopped = []
+    _on_signals(lambda: stopped.append(True))
+    with Qemu(build.elf) as qemu:
+        end = time.monotonic() + args.duration if args.duration is not None else float("inf")
+        if args.firmware == "stream":  # the reader is `gesturekit run`; we only keep QEMU alive
+            print(qemu.pty, flush=True)
+            while not stopped and time.monotonic() < end and qemu.process.poll() is None:
+                time.sleep(0.1)
+            return 0
+        board = BoardPort(qemu.pty)
+        try:
+            banner = board.wait_ready()
+            print(qemu.pty, flush=True)  # only now: nothing sent to the board is lost
+            print(banner, flush=True)
+            if args.windows:
+                board.write(b"\n#!windows\n")  # the board drops its first line, as the runner does
+            while not stopped and time.monotonic() < end and qemu.process.poll() is None:
+                line = board.readline(min(0.2, max(0.0, end - time.monotonic())))
+                if line is not None:
+                    print(line, flush=True)
+        finally:
+            board.close()
     return 0
 
 

@@ -4,9 +4,9 @@
 //
 // Copy model_data.h, model_data.cc and model_config.h from the bundle (`gesturekit export RUN
 // --out BUNDLE`) into this folder; nothing else is edited. Pipeline per sample, identical to
-// the Python runner (tests/test_firmware.py checks the pure parts on the host): ring buffer
-// -> every kHop samples normalise + quantise into the input tensor -> reset LSTM state ->
-// Invoke -> dequantise -> EventDetector -> event line.
+// the Python runner: gk::GestureClassifier (gk_classifier.h, the same code the emulated board
+// runs in tests/test_qemu_firmware.py): ring buffer -> every kHop samples normalise + quantise
+// into the input tensor -> reset LSTM state -> Invoke -> dequantise -> EventDetector.
 
 #if !defined(GK_IMU_LSM9DS1) && !defined(GK_IMU_BMI270) && !defined(GK_IMU_MPU6050)
 #if defined(ARDUINO_ARCH_ESP32)
@@ -25,9 +25,7 @@
 
 #include "model_config.h"
 #include "model_data.h"
-#include "tensorflow/lite/micro/micro_interpreter.h"
-#include "tensorflow/lite/micro/micro_mutable_op_resolver.h"
-#include "tensorflow/lite/schema/schema_generated.h"
+#include <gk_classifier.h>  // after the model's files: the pipeline, shared with the emulated board
 
 using namespace gesturekit;  // the model's constants (model_config.h)
 
@@ -35,19 +33,9 @@ static_assert(kNumChannels == gk::kImuChannels, "the model's channels are not th
 static_assert(static_cast<int>(kSampleRateHz) == kSampleRateHz, "gk::Pacer takes whole Hz");
 
 alignas(16) uint8_t tensor_arena[kTensorArenaBytes];
-float ring_storage[kWindow * kNumChannels];
-float history[kSmoothing * kNumClasses];
-float smoothed[kNumClasses];
-float probs[kNumClasses];
-char line[96];
-
-gk::RingBuffer ring(ring_storage, kWindow, kHop, kNumChannels);
-gk::EventDetector detector({kSmoothing, kThreshold, kMinConsecutive, kRefractoryS}, kNumClasses,
-                           kBackgroundClass, history, smoothed);
+gk::GestureClassifier classifier;
 gk::Pacer pacer(static_cast<uint32_t>(kSampleRateHz), 25);
-tflite::MicroInterpreter* interpreter = nullptr;
-long samples = 0;
-uint32_t start_us = 0;
+char line[96];
 
 // Units the IMU reader gives (g, rad/s) against the model's: a deg/s model gets deg/s.
 float unit_factor[kNumChannels];
@@ -79,14 +67,8 @@ void setup() {
   for (uint32_t t = millis(); !Serial && millis() - t < 3000;) {
   }
   setup_units();
-  const tflite::Model* model = tflite::GetModel(g_model_data);
-  if (model->version() != TFLITE_SCHEMA_VERSION) fail("model schema differs from this TFLM");
-  static tflite::MicroMutableOpResolver<kNumOps> resolver;
-  if (!AddModelOps(resolver)) fail("an op of the model could not be registered");
-  static tflite::MicroInterpreter static_interpreter(model, resolver, tensor_arena,
-                                                     kTensorArenaBytes);
-  interpreter = &static_interpreter;
-  if (interpreter->AllocateTensors() != kTfLiteOk) fail("AllocateTensors: raise kTensorArenaBytes");
+  const char* error = classifier.begin(tensor_arena, kTensorArenaBytes);
+  if (error) fail(error);
   if (!gk::imu_begin(static_cast<uint32_t>(kSampleRateHz))) fail(gk::kImuName);
   Serial.print("# gesture_classifier: ");
   Serial.print(kNumClasses);
@@ -95,28 +77,12 @@ void setup() {
   Serial.print(", hop ");
   Serial.print(kHop);
   Serial.print(", arena used ");
-  Serial.print(static_cast<unsigned long>(interpreter->arena_used_bytes()));
+  Serial.print(static_cast<unsigned long>(classifier.arena_used_bytes()));
   Serial.print(" of ");
   Serial.print(kTensorArenaBytes);
   Serial.print(" bytes; imu ");
   Serial.println(gk::kImuName);
-  start_us = micros();
-  pacer.start(start_us);
-}
-
-void classify(uint32_t sample_us) {
-  TfLiteTensor* input = interpreter->input(0);
-  gk::quantize_window(ring, kMean, kStd, {kInputScale, kInputZeroPoint}, input->data.int8);
-  if (kStateful) interpreter->Reset();  // LSTM state starts from zero for every window
-  if (interpreter->Invoke() != kTfLiteOk) fail("Invoke failed");
-  gk::dequantize_output(interpreter->output(0)->data.int8, kNumClasses,
-                        {kOutputScale, kOutputZeroPoint}, probs);
-  gk::Event event;
-  if (detector.update(probs, samples / static_cast<double>(kSampleRateHz), samples, &event)) {
-    const double latency_ms = (micros() - sample_us) / 1000.0;
-    gk::format_event_line(event.time, kLabels[event.index], event.confidence, latency_ms, line);
-    Serial.println(line);
-  }
+  pacer.start(micros());
 }
 
 void loop() {
@@ -124,15 +90,19 @@ void loop() {
   const gk::Pacer::Action action = pacer.poll(now);
   if (action == gk::Pacer::kWait) return;
   if (action == gk::Pacer::kGap) {  // fell 0.5 s behind: no window may span the hole
-    ring.reset();
-    detector.reset();
-    gk::format_gap_line(samples / static_cast<double>(kSampleRateHz), "overrun",
+    classifier.restart();
+    gk::format_gap_line(classifier.samples() / static_cast<double>(kSampleRateHz), "overrun",
                         25.0 / kSampleRateHz, line);  // at least 25 periods
     Serial.println(line);
   }
   float v[kNumChannels];
   gk::imu_read(v);
   for (int c = 0; c < kNumChannels; ++c) v[c] *= unit_factor[c];
-  ++samples;
-  if (ring.push(v)) classify(now);
+  gk::Event event;
+  bool fired;
+  if (classifier.push(v, &event, &fired) && fired) {
+    const double latency_ms = (micros() - now) / 1000.0;
+    gk::format_event_line(event.time, kLabels[event.index], event.confidence, latency_ms, line);
+    Serial.println(line);
+  }
 }
