@@ -80,11 +80,27 @@ def check_model_file(path: Path, kind: str) -> None:
                         "at byte 4); re-export the bundle with `gesturekit export`")
 
 
-class Classifier:
-    """One model on one backend. Call it with a raw window (T, C); returns probabilities (K,)."""
+def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: type = np.int8) -> np.ndarray:
+    """Normalised values -> an int8 model's input: round(x / scale) + zero_point, clamped.
 
-    def __init__(self, bundle: Bundle, backend: str, kind: str, threads: int = 1):
+    The one quantiser of every deployed path (this runner, export parity, and the board's
+    gk_preprocess.h, tested to agree at ties). np.round rounds half to even, as rintf does."""
+    info = np.iinfo(dtype)
+    q = np.round(x / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+class Classifier:
+    """One model on one backend. Call it with a raw window (T, C); returns probabilities (K,).
+
+    `xnnpack=False` runs TFLite models on the builtin kernels alone: for int8 they are what
+    TFLM's reference kernels implement, bit-identical in ai_edge_litert and tflite-runtime,
+    while the XNNPACK delegate (the default, faster) rounds differently."""
+
+    def __init__(self, bundle: Bundle, backend: str, kind: str, threads: int = 1,
+                 xnnpack: bool = True):
         self.bundle, self.backend, self.kind = bundle, backend, kind
+        self.xnnpack = xnnpack
         self.path = bundle.path(kind)
         check_model_file(self.path, kind)
         self.invoke_seconds = 0.0  # time inside the interpreter alone, summed
@@ -114,7 +130,10 @@ class Classifier:
 
     def _init_tflite(self, module, threads: int) -> None:
         try:
-            self._interp = module.Interpreter(model_path=str(self.path), num_threads=threads)
+            resolver = {} if self.xnnpack else {"experimental_op_resolver_type":
+                                                module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
+            self._interp = module.Interpreter(model_path=str(self.path), num_threads=threads,
+                                              **resolver)
             self._interp.allocate_tensors()
             inp = self._interp.get_input_details()[0]
             out = self._interp.get_output_details()[0]
@@ -174,12 +193,15 @@ class Classifier:
         """Normalised window -> the model's input type."""
         if self._in_dtype == np.float32:
             return x
-        info = np.iinfo(self._in_dtype)
-        q = np.round(x / self._in_scale) + self._in_zero
-        return np.clip(q, info.min, info.max).astype(self._in_dtype)
+        return quantize(x, self._in_scale, self._in_zero, self._in_dtype)
 
     def __call__(self, window: np.ndarray) -> np.ndarray:
-        x = self.quantize(self.bundle.normalization.apply(window))[np.newaxis]  # (1, T, C)
+        return self.run_normalized(self.bundle.normalization.apply(window))
+
+    def run_normalized(self, window: np.ndarray) -> np.ndarray:
+        """Probabilities (K,) of a window (T, C) already normalised with the bundle's statistics
+        (export parity has its test windows that way)."""
+        x = self.quantize(window)[np.newaxis]  # (1, T, C)
         start = time.perf_counter()
         probs = self._run(x)
         self.invoke_seconds += time.perf_counter() - start

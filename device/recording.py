@@ -114,6 +114,28 @@ def read_spec(path: str | os.PathLike) -> RecordingSpec:
     return spec
 
 
+def find_spec(path: str | os.PathLike) -> Path | None:
+    """The `dataset.toml` that describes `path`: at the root of a dataset folder; for a session
+    file, the nearest one in its folder or the two above (a dataset may have sub-folders)."""
+    path = Path(path)
+    folders = [path] if path.is_dir() else list(path.parents)[:3]
+    return next((d / DATASET_TOML for d in folders if (d / DATASET_TOML).is_file()), None)
+
+
+def rate_from_time(times: list[np.ndarray | None], spec: RecordingSpec, where: str) -> float:
+    """The sample rate of sessions from their time columns (read as seconds): one over the
+    median step of them all, rounded to a thousandth of a hertz."""
+    steps = [np.diff(t) for t in times if t is not None and len(t) > 1]
+    if not steps:
+        raise UserError(f"{where}: sample rate unknown; set sample_rate_hz in {DATASET_TOML} "
+                        "(or --rate), or add a time column")
+    step = float(np.median(np.concatenate(steps)))
+    if not step > 0:
+        raise UserError(f"{where}: time column '{spec.time_column}' does not increase (median "
+                        f"step {step:g}); fix the times, or give the rate (--rate)")
+    return round(1.0 / step, 3)
+
+
 def write_spec(path: str | os.PathLike, spec: RecordingSpec) -> None:
     """Write a `dataset.toml` with the spec's set keys (a tiny TOML writer for flat values)."""
 

@@ -7,8 +7,8 @@ is exactly one bad line for the parser and no sample is lost, so windows stay al
 line ends; `disconnect_after_s` closes the pty mid-stream and opens a new one (a pulled
 cable), re-pointing `link` at it so a runner can reconnect to one path.
 
-HAPT sessions (`RawData/acc_expNN_userNN.txt` + its gyro file) are read here with numpy,
-without `gesturekit.train`.
+HAPT sessions (`RawData/acc_expNN_userNN.txt` + its gyro file) are read by `hapt.py`, the
+dataset importer's reader, without `gesturekit.train`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,15 @@ from pathlib import Path
 import numpy as np
 import serial
 
+from gesturekit.device.hapt import HaptSource
 from gesturekit.device.ports import open_port
 from gesturekit.device.recording import (
-    DATASET_TOML,
     HAPT_CHANNELS,
     HAPT_RATE_HZ,
     HAPT_SESSION,
+    RecordingSpec,
+    find_spec,
+    rate_from_time,
     read_recording,
     read_spec,
 )
@@ -57,40 +60,13 @@ def load_session(path: str | os.PathLike, rate_hz: float | None = None) -> Sessi
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such recording file")
-    if HAPT_SESSION.search(path.name):
-        return _load_hapt_session(path)
-    toml = next((d / DATASET_TOML for d in list(path.parents)[:3] if (d / DATASET_TOML).is_file()),
-                None)
-    spec = read_spec(toml) if toml else None
+    if HAPT_SESSION.search(path.name):  # its gyro file beside it
+        return Session(HaptSource(path.parent).session(path.name), list(HAPT_CHANNELS), HAPT_RATE_HZ)
+    toml = find_spec(path)
+    spec = read_spec(toml) if toml else RecordingSpec()
     rec = read_recording(path, spec)
-    rate = rate_hz or (spec.sample_rate_hz if spec else None)
-    if rate is None and rec.time is not None and len(rec.time) > 1:
-        step = float(np.median(np.diff(rec.time)))
-        if not step > 0:
-            raise UserError(f"{path}: time column '{spec.time_column}' does not increase "
-                            f"(median step {step:g}); fix the times, or pass --rate")
-        rate = 1.0 / step
-    if not rate or not rate > 0:
-        raise UserError(f"{path}: sample rate unknown; pass --rate or add a {DATASET_TOML} "
-                        "with sample_rate_hz")
+    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path))
     return Session(rec.data, rec.channels, float(rate))
-
-
-def _load_hapt_session(acc_path: Path) -> Session:
-    gyro_path = acc_path.with_name(acc_path.name.replace("acc_", "gyro_"))
-    parts = []
-    for p in (acc_path, gyro_path):
-        try:
-            table = np.loadtxt(p, ndmin=2)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{p}: expected 3 numbers per line of a HAPT session ({e})") from None
-        if table.shape[1] != 3:
-            raise UserError(f"{p}: expected 3 numbers per line, got {table.shape[1]}")
-        parts.append(table)
-    if len(parts[0]) != len(parts[1]):
-        raise UserError(f"{gyro_path}: {len(parts[1])} samples, but {acc_path.name} has "
-                        f"{len(parts[0])}; expected equal lengths")
-    return Session(np.hstack(parts).astype(np.float32), list(HAPT_CHANNELS), HAPT_RATE_HZ)
 
 
 def format_sample(row: np.ndarray) -> bytes:

@@ -93,16 +93,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     models = tflite.convert(rebuilt, calibration)
     onnx_bytes = onnx_export.convert_onnx(keras_model, window, channels)
 
-    probs = {"keras": parity.keras_probabilities(keras_model, test.x),
-             "float": parity.tflite_probabilities(models.float_model, test.x),
-             "onnx": parity.onnx_probabilities(onnx_bytes, test.x),
-             "int8": parity.tflite_probabilities(models.int8_model, test.x, xnnpack=False),
-             "int8_xnnpack": parity.tflite_probabilities(models.int8_model, test.x)}
-    agreement = {name: parity.compare(probs["keras"], p, test.y, n_classes).to_dict()
-                 for name, p in probs.items()}
-    float_ok = all(agreement[n]["max_abs_diff"] <= FLOAT_MAX_ABS_DIFF and
-                   agreement[n]["argmax_agreement"] >= FLOAT_MIN_AGREEMENT
-                   for n in ("float", "onnx"))
+    keras_probs = parity.keras_probabilities(keras_model, test.x)
 
     int8_ops = flatbuffer.model_ops(models.int8_model)
     resolver_methods = check_tflm_ops(int8_ops, kind)
@@ -135,6 +126,26 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
         ops = {FILES["float"]: flatbuffer.model_ops(models.float_model),
                FILES["int8"]: int8_ops, FILES["onnx"]: onnx_export.onnx_ops(onnx_bytes)}
         test_metrics = run.metrics.get("test", {})
+        bundle = Bundle(
+            root=work, labels=run.labels, background_label=run.background_label,
+            channels=run.channels, units=run.units, sample_rate_hz=run.sample_rate_hz,
+            window=window, hop=run.hop, normalization=norm, stateful=stateful, files=dict(FILES),
+            quantization=quantization, ops=ops,
+            training={"run": str(run.root), "model": kind, "dataset": run.config["dataset"],
+                      "split": run.split, "seed": run.config.get("seed"),
+                      "strategy": run.config.get("strategy"),
+                      "test_macro_f1": test_metrics.get("macro_f1"),
+                      "per_class_f1": {k: v.get("f1") for k, v in
+                                       test_metrics.get("per_class", {}).items()}},
+            parity={},
+        )
+        # Parity runs the written files through the runner's own Classifier (deployed path).
+        probs = {"keras": keras_probs, **_bundle_probabilities(bundle, test.x)}
+        agreement = {name: parity.compare(keras_probs, p, test.y, n_classes).to_dict()
+                     for name, p in probs.items()}
+        float_ok = all(agreement[n]["max_abs_diff"] <= FLOAT_MAX_ABS_DIFF and
+                       agreement[n]["argmax_agreement"] >= FLOAT_MIN_AGREEMENT
+                       for n in ("float", "onnx"))
         summary = {
             "model": kind, "run": str(run.root), "labels": run.labels, "channels": run.channels,
             "window": window, "hop": run.hop, "sample_rate_hz": run.sample_rate_hz,
@@ -151,19 +162,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
             "cost_vs_cnn_lstm": (_head_cost(run, test, agreement, work)
                                  if kind == "cnn_head" else None),
         }
-        bundle = Bundle(
-            root=work, labels=run.labels, background_label=run.background_label,
-            channels=run.channels, units=run.units, sample_rate_hz=run.sample_rate_hz,
-            window=window, hop=run.hop, normalization=norm, stateful=stateful, files=dict(FILES),
-            quantization=quantization, ops=ops,
-            training={"run": str(run.root), "model": kind, "dataset": run.config["dataset"],
-                      "split": run.split, "seed": run.config.get("seed"),
-                      "strategy": run.config.get("strategy"),
-                      "test_macro_f1": test_metrics.get("macro_f1"),
-                      "per_class_f1": {k: v.get("f1") for k, v in
-                                       test_metrics.get("per_class", {}).items()}},
-            parity=summary["parity"],
-        )
+        bundle.parity = summary["parity"]
         write_model_json(bundle)
         summary["session_plot"] = _plot_test_session(run, work)
         (work / FILES["report"]).write_text(report.render_report(summary), encoding="utf-8")
@@ -178,6 +177,16 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
         if work.exists():
             shutil.rmtree(work)
     return ExportResult(out, bundle, summary, float_ok)
+
+
+def _bundle_probabilities(bundle: Bundle, x) -> dict:
+    """Each model file's outputs on normalised windows `x`, as the runner computes them; "int8"
+    on TFLite's builtin kernels (what TFLM's reference kernels implement), "int8_xnnpack" as
+    `gesturekit run --int8` runs it by default."""
+    return {"float": parity.bundle_probabilities(bundle, "ai_edge_litert", "float", x),
+            "onnx": parity.bundle_probabilities(bundle, "onnxruntime", "onnx", x),
+            "int8": parity.bundle_probabilities(bundle, "ai_edge_litert", "int8", x, xnnpack=False),
+            "int8_xnnpack": parity.bundle_probabilities(bundle, "ai_edge_litert", "int8", x)}
 
 
 def _plot_test_session(run, work: Path) -> dict:

@@ -1,7 +1,8 @@
 """Run every exported model on the same windows and compare it with Keras.
 
-TFLite models run one window per invoke at batch size 1 with the variables reset first: the
-fused LSTM keeps its state between invokes, and the deployed model sees each window fresh.
+The bundle's files run through `gesturekit.device.backends.Classifier`, as `gesturekit run`
+runs them: one window per invoke at batch size 1 with the variables reset first (the fused
+LSTM keeps its state between invokes; the deployed model sees each window fresh).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from gesturekit.device.backends import Classifier
+from gesturekit.device.bundle import Bundle
 from gesturekit.train.metrics import macro_f1
 
 
@@ -18,43 +21,16 @@ def keras_probabilities(model, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, batch_size=256, verbose=0), dtype=np.float32)
 
 
-def tflite_probabilities(model_bytes: bytes, x: np.ndarray, xnnpack: bool = True) -> np.ndarray:
-    """(W, K) outputs of a TFLite model (int8 input/output quantised and dequantised here).
-
-    `xnnpack=False` runs TFLite's builtin kernels only: for int8 they give bit-identical
-    outputs in ai_edge_litert and tflite-runtime 2.14 (and are what TFLM's reference kernels
-    implement), while the default XNNPACK delegate rounds differently (measured up to 9
-    int8 steps on HAPT).
-    """
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_content=model_bytes, experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
-    inp = interpreter.get_input_details()[0]
-    out = interpreter.get_output_details()[0]
-    in_scale, in_zero = inp["quantization"]
-    out_scale, out_zero = out["quantization"]
-    probs = np.empty((len(x), out["shape"][-1]), dtype=np.float32)
+def bundle_probabilities(bundle: Bundle, backend: str, kind: str, x: np.ndarray,
+                         xnnpack: bool = True) -> np.ndarray:
+    """(W, K) outputs of one of a bundle's model files on normalised windows, through the
+    runner's own `Classifier`: the same quantisation, state reset and dequantisation as
+    `gesturekit run`, so the parity figures are the deployed path's."""
+    classifier = Classifier(bundle, backend, kind, xnnpack=xnnpack)
+    probs = np.empty((len(x), len(bundle.labels)), dtype=np.float32)
     for i, window in enumerate(x):
-        interpreter.reset_all_variables()
-        if inp["dtype"] == np.int8:
-            window = np.clip(np.round(window / in_scale + in_zero), -128, 127)
-        interpreter.set_tensor(inp["index"], window[None].astype(inp["dtype"]))  # (1, T, C)
-        interpreter.invoke()
-        y = interpreter.get_tensor(out["index"])[0]
-        probs[i] = (y.astype(np.float32) - out_zero) * out_scale if out["dtype"] == np.int8 else y
+        probs[i] = classifier.run_normalized(window)
     return probs
-
-
-def onnx_probabilities(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    """(W, K) outputs of an ONNX model in onnxruntime (CPU)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: x[i:i + 256].astype(np.float32)})[0]
-                           for i in range(0, len(x), 256)])
 
 
 @dataclass

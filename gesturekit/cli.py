@@ -22,7 +22,7 @@ from gesturekit.errors import UserError
 from gesturekit.native_log import native_logs_dropped
 
 # Commands that load TensorFlow, whose C++ log lines are dropped unless --debug.
-LOADS_TENSORFLOW = ("train", "evaluate", "export")
+LOADS_TENSORFLOW = ("train", "evaluate", "export", "compare")
 # OSErrors without a file name that are the machine's state, not a bug.
 ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 

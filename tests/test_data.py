@@ -233,9 +233,9 @@ def test_hapt_zip_is_closed_after_loading(tmp_path):
             z.write(HAPT / "RawData" / name, f"RawData/{name}")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
-        from gesturekit.train.datasets import _HaptSource
+        from gesturekit.device.hapt import HaptSource
 
-        source = _HaptSource(tmp_path / "hapt.zip")
+        source = HaptSource(tmp_path / "hapt.zip")
         assert not any(isinstance(v, zipfile.ZipFile) for v in vars(source).values())
         assert source.text("activity_labels.txt").startswith("1 WALKING")
         del source
@@ -266,3 +266,48 @@ def test_cli_help_does_not_import_tensorflow(argv):
     result = subprocess.run([sys.executable, "-m", "gesturekit.cli", *argv], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0 and "usage" in result.stdout, result.stderr
+
+
+# --- one reader per format, one rule per fact ---------------------------------------------------
+
+def test_simulate_reads_hapt_sessions_with_the_importers_reader(tmp_path):
+    """`simulate` and `plot` read a HAPT session as `load_dataset` does: the same samples, and
+    the same checks (a NaN in the gyro file is refused naming its line; it used to be played)."""
+    from gesturekit.device.simulate import load_session
+    from gesturekit.errors import UserError
+
+    raw = tmp_path / "RawData"
+    raw.mkdir()
+    os.symlink(HAPT / "activity_labels.txt", tmp_path / "activity_labels.txt")
+    for name in ("labels.txt", "acc_exp01_user01.txt", "gyro_exp01_user01.txt"):
+        os.symlink(HAPT / "RawData" / name, raw / name)
+    session = load_session(raw / "acc_exp01_user01.txt")
+    dataset = load_dataset(tmp_path)
+    np.testing.assert_array_equal(session.data, dataset.sessions[0].data)
+    assert (session.channels, session.sample_rate_hz) == (dataset.channels, dataset.sample_rate_hz)
+
+    lines = (HAPT / "RawData" / "gyro_exp01_user01.txt").read_text().splitlines()
+    lines[2] = "nan 0 0"
+    (raw / "gyro_exp01_user01.txt").unlink()
+    (raw / "gyro_exp01_user01.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"gyro_exp01_user01\.txt:3: NaN or inf"):
+        load_session(raw / "acc_exp01_user01.txt")
+
+
+def test_rate_from_the_time_column_and_dataset_toml_found_by_one_rule(tmp_path):
+    """A dataset without sample_rate_hz: training and simulate take the same rate from the
+    time column (rounded to a thousandth of a hertz), and a session file in a sub-folder finds
+    the root's dataset.toml as the dataset does."""
+    from gesturekit.device.recording import RecordingSpec, RecordingWriter, find_spec, write_spec
+    from gesturekit.device.simulate import load_session
+
+    root = tmp_path / "data"
+    (root / "day1").mkdir(parents=True)
+    write_spec(root / "dataset.toml", RecordingSpec(time_column="t", background_label="idle"))
+    t = np.arange(200) / 30.0
+    path = root / "day1" / "s1.csv"
+    with RecordingWriter(path, ["ax", "ay"], time_column="t") as w:
+        w.append(np.zeros((200, 2), np.float32), ["walk"] * 100 + [""] * 100, t)
+    assert find_spec(path) == find_spec(root) == root / "dataset.toml"
+    rate = load_dataset(root).sample_rate_hz
+    assert load_session(path).sample_rate_hz == rate == pytest.approx(30.0, abs=0.01)

@@ -17,7 +17,7 @@ from gesturekit.device.bundle import load_bundle
 from gesturekit.errors import UserError
 from gesturekit.export import flatbuffer
 from gesturekit.export.build import check_tflm_ops, export_run, tflm_ops
-from gesturekit.export.parity import tflite_probabilities
+from gesturekit.export.parity import bundle_probabilities
 from gesturekit.export.tflite import INT8_CELL_STATE_SCALE
 
 INT8_MAX_BYTES = 32 * 1024
@@ -81,7 +81,7 @@ def test_lstm_state_must_be_reset_between_windows(quick_bundle, test_windows):
 
     model = (quick_bundle / "model_float.tflite").read_bytes()
     x = test_windows.x[:2]
-    fresh = tflite_probabilities(model, x)
+    fresh = bundle_probabilities(load_bundle(quick_bundle), "ai_edge_litert", "float", x)
     interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
@@ -155,33 +155,21 @@ def test_int8_bundle_gives_the_same_predictions_in_tflite_runtime(
         quick_bundle, test_windows, tflite_runtime_python, tmp_path):
     x = test_windows.x[:200]
     np.save(tmp_path / "x.npy", x)
+    # The runner's own Classifier in the tflite-runtime environment (numpy<2, no TensorFlow).
     script = textwrap.dedent("""\
         import sys
         import numpy as np
-        from tflite_runtime.interpreter import Interpreter
-        interpreter = Interpreter(model_path=sys.argv[1])
-        interpreter.allocate_tensors()
-        inp = interpreter.get_input_details()[0]
-        out = interpreter.get_output_details()[0]
-        scale, zero = inp["quantization"]
-        raw = []
-        for window in np.load(sys.argv[2]):
-            interpreter.reset_all_variables()
-            q = np.clip(np.round(window / scale + zero), -128, 127).astype(np.int8)
-            interpreter.set_tensor(inp["index"], q[None])
-            interpreter.invoke()
-            raw.append(interpreter.get_tensor(out["index"])[0])
-        np.save(sys.argv[3], np.array(raw))
+        from gesturekit.device.backends import Classifier
+        from gesturekit.device.bundle import load_bundle
+        classifier = Classifier(load_bundle(sys.argv[1]), "tflite_runtime", "int8")
+        np.save(sys.argv[3], np.array([classifier.run_normalized(w) for w in np.load(sys.argv[2])]))
         """)
     (tmp_path / "run.py").write_text(script)
-    subprocess.run([str(tflite_runtime_python), str(tmp_path / "run.py"),
-                    str(quick_bundle / "model_int8.tflite"), str(tmp_path / "x.npy"),
-                    str(tmp_path / "raw.npy")], check=True, timeout=300)
-    bundle = load_bundle(quick_bundle)
-    q = bundle.quantization["output"]
-    runtime = (np.load(tmp_path / "raw.npy").astype(np.float32) - q["zero_point"]) * q["scale"]
+    subprocess.run([str(tflite_runtime_python), str(tmp_path / "run.py"), str(quick_bundle),
+                    str(tmp_path / "x.npy"), str(tmp_path / "probs.npy")], check=True, timeout=300)
+    runtime = np.load(tmp_path / "probs.npy")
     # tflite-runtime 2.14 has no XNNPACK int8 path here: it matches the builtin kernels exactly.
-    litert = tflite_probabilities(bundle.path("int8").read_bytes(), x, xnnpack=False)
+    litert = bundle_probabilities(load_bundle(quick_bundle), "ai_edge_litert", "int8", x, xnnpack=False)
     np.testing.assert_array_equal(runtime, litert)
 
 

@@ -6,16 +6,14 @@ Everything here is numpy only. A `Dataset` holds whole sessions with per-sample 
 
 from __future__ import annotations
 
-import io
 import os
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.hapt import HaptSource, activity_names, is_hapt
 from gesturekit.device.recording import (
     DATASET_TOML,
     HAPT_CHANNELS,
@@ -23,6 +21,8 @@ from gesturekit.device.recording import (
     HAPT_SESSION,
     HAPT_UNITS,
     RecordingSpec,
+    find_spec,
+    rate_from_time,
     read_recording,
     read_spec,
 )
@@ -79,20 +79,6 @@ def _subject_id(text: str) -> str:
     return str(int(text)) if text.isdigit() else text
 
 
-def _open_zip(path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise UserError(f"{path}: not a readable zip file ({e}); expected the UCI HAPT zip") from None
-
-
-def is_hapt(path: Path) -> bool:
-    if path.is_file() and path.suffix == ".zip":
-        with _open_zip(path) as z:
-            return any(n.endswith("RawData/labels.txt") for n in z.namelist())
-    return (path / "RawData" / "labels.txt").is_file()
-
-
 def load_dataset(path: str | os.PathLike, **overrides) -> Dataset:
     """Load a dataset folder (recording format) or a UCI HAPT folder or zip.
 
@@ -109,8 +95,8 @@ def load_dataset(path: str | os.PathLike, **overrides) -> Dataset:
 
 def load_recordings(root: Path, **overrides) -> Dataset:
     """A folder of session CSVs (or one CSV) with an optional `dataset.toml`."""
-    toml = root / DATASET_TOML if root.is_dir() else root.parent / DATASET_TOML
-    spec = read_spec(toml) if toml.is_file() else RecordingSpec()
+    toml = find_spec(root)
+    spec = read_spec(toml) if toml else RecordingSpec()
     spec = spec.merged(overrides)
     files = sorted(root.rglob("*.csv")) if root.is_dir() else [root]
     base = root if root.is_dir() else root.parent
@@ -134,7 +120,7 @@ def load_recordings(root: Path, **overrides) -> Dataset:
         if spec.subject_pattern:
             m = re.search(spec.subject_pattern, rel)
             if not m or not m.groups():
-                raise UserError(f"{toml}: subject_pattern {spec.subject_pattern!r} does not match "
+                raise UserError(f"{toml or root}: subject_pattern {spec.subject_pattern!r} does not match "
                                 f"session file '{rel}' (or has no group)")
             subject = _subject_id(m.group(1))
         else:
@@ -145,23 +131,12 @@ def load_recordings(root: Path, **overrides) -> Dataset:
         ids = np.array([index.get(lab, UNLABELLED) for lab in labels], dtype=np.int16)
         sessions.append(Session(rel, subject, rec.data, ids))
 
-    rate = spec.sample_rate_hz or _rate_from_time(recordings, root)
+    rate = spec.sample_rate_hz or rate_from_time([r.time for r in recordings], spec, str(root))
     return Dataset(
         name=root.name, root=str(root), sample_rate_hz=rate, channels=channels,
         units=dict(spec.units), labels=names, background_label=spec.background_label,
         sessions=sessions, options={k: v for k, v in overrides.items() if v is not None},
     )
-
-
-def _rate_from_time(recordings, root: Path) -> float:
-    diffs = [np.diff(r.time) for r in recordings if r.time is not None and len(r.time) > 1]
-    if not diffs:
-        raise UserError(f"{root}: sample rate unknown; set sample_rate_hz in {DATASET_TOML} "
-                        "(or --rate), or add a time column")
-    step = float(np.median(np.concatenate(diffs)))
-    if not step > 0:
-        raise UserError(f"{root}: time column does not increase; cannot infer the sample rate")
-    return round(1.0 / step, 3)
 
 
 def session_file(dataset: Dataset, session: Session) -> Path | None:
@@ -178,105 +153,31 @@ def session_file(dataset: Dataset, session: Session) -> Path | None:
 
 
 
-class _HaptSource:
-    """Reads members of the HAPT layout from a folder or from the UCI zip."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._members: dict[str, bytes] | None = None  # a zip's files, read eagerly and closed
-        if path.is_file():
-            with _open_zip(path) as z:
-                names = z.namelist()
-                labels = next((n for n in names if n.endswith("RawData/labels.txt")), None)
-                if labels is None:
-                    raise UserError(f"{path}: no RawData/labels.txt; expected the UCI HAPT zip")
-                self._prefix = labels[: -len("RawData/labels.txt")]
-                try:
-                    wanted = (self._prefix + "RawData/", self._prefix + "activity_labels.txt")
-                    self._members = {n[len(self._prefix):]: z.read(n) for n in names
-                                     if n.startswith(wanted) and not n.endswith("/")}
-                except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
-                    raise UserError(f"{path}: corrupt zip file ({e}); expected the UCI HAPT "
-                                    "zip") from None
-            self.names = list(self._members)
-        else:
-            self._prefix = ""
-            self.names = [p.relative_to(path).as_posix() for p in (path / "RawData").iterdir()]
-            self.names += [n for n in ("activity_labels.txt",) if (path / n).is_file()]
-
-    def where(self, name: str) -> str:
-        return f"{self.path}/{name}" if self._members is None else f"{self.path}:{self._prefix}{name}"
-
-    def text(self, name: str) -> str:
-        try:
-            if self._members is not None:
-                raw = self._members[name]
-            else:
-                raw = (self.path / name).read_bytes()
-        except (KeyError, FileNotFoundError):
-            raise UserError(f"{self.where(name)}: missing; the HAPT layout needs it") from None
-        try:
-            return raw.decode("ascii")
-        except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise UserError(f"{self.where(name)}:{line}: byte 0x{raw[e.start]:02x} is not "
-                            "ASCII; expected ASCII text") from None
-
-    def table(self, name: str, columns: int) -> np.ndarray:
-        try:
-            table = np.loadtxt(io.StringIO(self.text(name)), ndmin=2)
-        except ValueError as e:
-            raise UserError(f"{self.where(name)}: expected {columns} numbers per line ({e})") from e
-        if table.shape[1] != columns:
-            raise UserError(f"{self.where(name)}: expected {columns} numbers per line, "
-                            f"got {table.shape[1]}")
-        if not np.isfinite(table).all():
-            line = int(np.flatnonzero(~np.isfinite(table).all(axis=1))[0]) + 1
-            raise UserError(f"{self.where(name)}:{line}: NaN or inf; expected finite numbers")
-        return table
-
-
-def hapt_activity_names(source: _HaptSource) -> list[str]:
-    names = {}
-    for i, line in enumerate(source.text("activity_labels.txt").splitlines(), 1):
-        if line.strip():
-            parts = line.split(maxsplit=1)
-            if len(parts) != 2 or not parts[0].isdigit():
-                raise UserError(f"{source.where('activity_labels.txt')}:{i}: {line.strip()!r}; "
-                                "expected 'NUMBER NAME'")
-            names[int(parts[0])] = parts[1].strip()
-    return [names[k] for k in sorted(names)]
-
-
 def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
     """The UCI HAPT raw data: 61 sessions of 30 subjects, 50 Hz, acc in g, gyro in rad/s.
 
     `labels.txt` rows are (experiment, user, activity, first, last) with inclusive, 1-based
     sample ranges. Unlabelled samples are left out unless `background_label` names a class.
     """
-    source = _HaptSource(path)
-    names = hapt_activity_names(source)
+    source = HaptSource(path)
+    names = activity_names(source)
     labels_table = source.table("RawData/labels.txt", 5).astype(np.int64)
     if background_label:
         names = [*names, background_label]
     sessions = []
     for name in sorted(n for n in source.names if HAPT_SESSION.search(n)):
         exp, user = HAPT_SESSION.search(name).groups()
-        acc = source.table(name, 3)
-        gyro = source.table(name.replace("acc_", "gyro_"), 3)
-        if len(acc) != len(gyro):
-            raise UserError(f"{source.where(name)}: {len(acc)} samples but the gyro file has "
-                            f"{len(gyro)}; expected equal lengths")
-        ids = np.full(len(acc), len(names) - 1 if background_label else UNLABELLED, np.int16)
+        data = source.session(name)
+        ids = np.full(len(data), len(names) - 1 if background_label else UNLABELLED, np.int16)
         rows = labels_table[(labels_table[:, 0] == int(exp)) & (labels_table[:, 1] == int(user))]
         for _, _, activity, first, last in rows:
-            if not (1 <= first <= last <= len(acc)) or not (1 <= activity <= len(names)):
+            if not (1 <= first <= last <= len(data)) or not (1 <= activity <= len(names)):
                 raise UserError(f"{source.where('RawData/labels.txt')}: row {exp} {user} "
                                 f"{activity} {first} {last} is outside the session's "
-                                f"{len(acc)} samples or the {len(names)} activities")
+                                f"{len(data)} samples or the {len(names)} activities")
             ids[first - 1: last] = activity - 1
         sessions.append(Session(f"exp{exp}_user{user}", _subject_id(user),
-                                np.hstack([acc, gyro]).astype(np.float32), ids))
+                                data, ids))
     if not sessions:
         raise UserError(f"{source.where('RawData')}: no acc_expNN_userNN.txt sessions")
     return Dataset(
@@ -377,7 +278,7 @@ def split_subjects(subjects: list[str], seed: int, test_subjects: list[str] | No
 
 
 def dataset_info(dataset: Dataset) -> dict:
-    """Summary for `gesturekit data info`: the keys DESIGN lists, plus segments and imbalance."""
+    """Summary for `gesturekit data info`: the keys docs/design.md lists, plus segments and imbalance."""
     counts = dataset.class_counts()
     present = counts[counts > 0]
     total = sum(len(s.data) for s in dataset.sessions)

@@ -20,12 +20,12 @@ import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle, load_bundle
+from gesturekit.device.hapt import HaptSource, activity_names
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.recording import DATASET_TOML, HAPT_SESSION, read_recording, read_spec
+from gesturekit.device.recording import HAPT_SESSION, find_spec, read_recording, read_spec
 from gesturekit.device.simulate import Session, load_session
 from gesturekit.device.windowing import cut_windows, label_runs, window_starts
 from gesturekit.errors import UserError
-from gesturekit.train.datasets import _HaptSource, hapt_activity_names
 
 
 @dataclass
@@ -57,8 +57,8 @@ def session_labels(path: Path, n_samples: int) -> np.ndarray:
     `RawData/labels.txt` for a HAPT session."""
     m = HAPT_SESSION.search(path.name)
     if m:
-        source = _HaptSource(path.parent.parent)
-        names = hapt_activity_names(source)
+        source = HaptSource(path.parent.parent)
+        names = activity_names(source)
         table = source.table("RawData/labels.txt", 5).astype(np.int64)
         labels = np.full(n_samples, "", dtype=object)
         exp, user = int(m.group(1)), int(m.group(2))
@@ -69,8 +69,7 @@ def session_labels(path: Path, n_samples: int) -> np.ndarray:
                                 f"{n_samples} samples or the {len(names)} activities")
             labels[first - 1: last] = names[activity - 1]
         return labels
-    toml = next((d / DATASET_TOML for d in list(path.parents)[:3] if (d / DATASET_TOML).is_file()),
-                None)  # found as `load_session` finds it
+    toml = find_spec(path)
     spec = read_spec(toml) if toml else None
     labels = read_recording(path, spec).labels.astype(object)
     if spec and spec.background_label:
