@@ -165,7 +165,9 @@ class Qemu:
     def _wait_pty(self) -> str:
         deadline = time.monotonic() + QEMU_START_DEADLINE_S
         seen = []
-        while time.monotonic() < deadline:  # QEMU prints the line before it starts the CPU
+        while (left := deadline - time.monotonic()) > 0:  # printed before the CPU starts
+            if not select.select([self.process.stdout], [], [], left)[0]:
+                break
             line = self.process.stdout.readline()
             if not line:
                 break
