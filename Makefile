@@ -38,7 +38,7 @@ board-demo: $(VENV)/.installed
 	@$(BIN)/gesturekit emulate $(DEMO)/bundle --duration 60 > $(DEMO)/board.txt & emu=$$!; \
 	while kill -0 $$emu 2>/dev/null && [ ! -s $(DEMO)/board.txt ]; do sleep 0.2; done; \
 	tail -n +2 -f $(DEMO)/board.txt & tailer=$$!; \
-	timeout 55 $(BIN)/gesturekit simulate $(DEMO)/data/s02_session1.csv --speed 4 \
+	timeout 55 $(BIN)/gesturekit simulate $(DEMO)/data/s02_session1.csv --speed 2 \
 	    --port "$$(head -n 1 $(DEMO)/board.txt)" >/dev/null; \
 	wait $$emu; status=$$?; kill $$tailer; exit $$status
 
