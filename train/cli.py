@@ -26,6 +26,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     synth.set_defaults(func=cmd_data_synth)
 
     add_train_commands(commands)
+    add_compare_command(commands)
     add_plot_command(commands)
 
 
@@ -178,6 +179,71 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     return evaluate_command(args.model, args.data, dataset_overrides(args), subjects=args.subjects,
                             out=args.out, as_json=args.json, stream=args.stream)
+
+
+# --- compare --------------------------------------------------------------------------------
+
+
+def add_compare_command(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser(
+        "compare", help="train strategies or configs over seeds (and folds); say which one the data supports",
+        description="Every variant x seed [x fold] is one `train` run. Settings: the defaults (or "
+                    "--quick), then --config, then the flags below, then each variant's own.")
+    compare.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
+    compare.add_argument("--strategies", default="direct,three-phase",
+                         help="comma-separated strategy names and/or .json/.toml config files; the "
+                              "first is the baseline (default: direct,three-phase)")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant (default 3)")
+    compare.add_argument("--folds", type=int,
+                         help="each run is `train --folds K`; compare its K fold scores on the "
+                              "non-test subjects (default: off; compare test macro-F1)")
+    compare.add_argument("--out", required=True,
+                         help="compare folder (created, or reopened to finish an earlier compare)")
+    compare.add_argument("--apply", metavar="FILE.json",
+                         help="write the recommended variant's settings for `train --config`")
+    compare.add_argument("--workers", type=int, default=1,
+                         help="local worker processes; TensorFlow threads per worker = cores / N")
+    compare.add_argument("--cluster", metavar="ADDRESS",
+                         help="run each run as a task on a Ray cluster: ray://HOST:10001, "
+                              "HOST:6379 or auto (needs gesturekit[cluster])")
+    compare.add_argument("--config", help="JSON or TOML file of settings shared by every variant")
+    compare.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
+    compare.add_argument("--test-subjects", type=_subjects, help="comma-separated, e.g. 2,4,9")
+    compare.add_argument("--val-subjects", type=_subjects, help="comma-separated, from the rest")
+    compare.add_argument("--window", type=int, help="samples per window (default 128)")
+    compare.add_argument("--hop", type=int, help="samples between windows (default 64)")
+    compare.add_argument("--train-hop", type=int, help="hop for training windows (default: --hop)")
+    compare.add_argument("--purity", type=float, help="share of a window its label must cover (0.6)")
+    compare.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
+    add_dataset_options(compare)
+    compare.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from gesturekit.errors import UserError
+    from gesturekit.train.compare import compare, parse_variants, write_winner_config
+    from gesturekit.train.config import build_config
+
+    if args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: expected at least 1")
+    if args.workers < 1 or (args.cluster and args.workers != 1):
+        raise UserError(f"--workers {args.workers}: expected at least 1, and not with --cluster")
+    if args.apply and not args.apply.endswith(".json"):
+        raise UserError(f"--apply {args.apply}: expected a .json file name")
+    variants = parse_variants(args.strategies)
+    base = build_config(args.config, quick=args.quick, test_subjects=args.test_subjects,
+                        val_subjects=args.val_subjects, window=args.window, hop=args.hop,
+                        train_hop=args.train_hop, purity=args.purity, folds=args.folds,
+                        sandbox=False if args.skip_sandbox else None)
+    state = compare(args.data, args.out, base, variants, list(range(args.seeds)),
+                    dataset_overrides(args), workers=args.workers, cluster=args.cluster)
+    print(f"\n{state['recommendation']['text']}\n\ntable: {args.out}/compare.md (compare.json, "
+          "compare.png)")
+    if args.apply:
+        write_winner_config(state, base, variants, args.apply)
+        print(f"wrote {args.apply}: {state['recommendation']['variant']}'s settings "
+              f"(gesturekit train DATA --config {args.apply} --out RUN)")
+    return 0
 
 
 # --- plots ----------------------------------------------------------------------------------
