@@ -24,6 +24,8 @@
 
 using namespace gesturekit;  // the model's constants (model_config.h)
 
+static_assert(kNumChannels <= gk::LineParser::kMaxChannels, "raise gk::LineParser::kMaxChannels");
+
 alignas(16) static uint8_t tensor_arena[kTensorArenaBytes];
 static gk::GestureClassifier classifier;
 static gk::LineParser parser(kNumChannels);
