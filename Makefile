@@ -13,14 +13,17 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[all]'
 	touch $@
 
-# The whole job on the built-in default: synthetic data, training, export to a verified bundle,
-# then the simulated board plays a test subject's session (4x speed) into a real
-# pseudo-terminal and `gesturekit run` prints the gesture events live.
+# The whole job on the built-in default: synthetic data, training, export to a verified bundle
+# that announces the gestures (walk is a state, never announced), post-processing calibrated
+# per gesture on the run's validation subject, then the simulated board plays a test
+# subject's session (4x speed) into a real pseudo-terminal and `gesturekit run` prints the
+# gesture events live.
 demo: $(VENV)/.installed
 	$(BIN)/gesturekit data synth --out $(DEMO)/data --force
 	$(BIN)/gesturekit train $(DEMO)/data --out $(DEMO)/run --force --seed 0 --strategy three-phase \
 	    --test-subjects 2,5 --hop 16 --train-hop 32
-	$(BIN)/gesturekit export $(DEMO)/run --out $(DEMO)/bundle --force
+	$(BIN)/gesturekit export $(DEMO)/run --out $(DEMO)/bundle --force --event-classes jump,punch,turn
+	$(BIN)/gesturekit calibrate $(DEMO)/bundle $(DEMO)/data
 	@echo "== live: a simulated board plays test subject 2 into a pseudo-terminal =="
 	@$(BIN)/gesturekit simulate $(DEMO)/data/s02_session1.csv --pty --speed 4 > $(DEMO)/pty.txt & sim=$$!; \
 	for i in $$(seq 100); do [ -s $(DEMO)/pty.txt ] && break; sleep 0.1; done; \

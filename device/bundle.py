@@ -3,6 +3,10 @@
 The model carries its labels, channels, rate, window, hop and normalisation, so the runner
 checks a stream against it on load instead of trusting command-line numbers. `export` writes
 the bundle through `write_model_json`; everything that reads one goes through `load_bundle`.
+
+Format 2 added `event_classes` (the classes announced as events; the others are states, shown
+but never announced) and `postprocess.per_class` (settings per class, from `gesturekit
+calibrate`). A format-1 bundle still loads: every class but the background is an event.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -18,12 +23,13 @@ import numpy as np
 from gesturekit.device.windowing import Normalization
 from gesturekit.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WINDOW = 100_000  # samples; the ring buffer holds two windows
 
 # Post-processing defaults written into every bundle; `run` flags override them.
+# `postprocess.per_class` may override any of them for one class: {label: {key: value}}.
 POSTPROCESS_RANGES = {"smoothing": (1, math.inf), "threshold": (0.0, 1.0),
                       "min_consecutive": (1, math.inf), "refractory_s": (0.0, math.inf)}
 DEFAULT_POSTPROCESS = {
@@ -52,6 +58,8 @@ class Bundle:
     postprocess: dict = field(default_factory=lambda: dict(DEFAULT_POSTPROCESS))
     training: dict = field(default_factory=dict)
     parity: dict = field(default_factory=dict)
+    event_classes: list[str] | None = None  # announced classes; None: every class but the background
+    calibration: dict = field(default_factory=dict)  # what `gesturekit calibrate` chose, and on what
     format_version: int = FORMAT_VERSION
 
     def path(self, kind: str) -> Path:
@@ -65,6 +73,11 @@ class Bundle:
     def background_index(self) -> int | None:
         return self.labels.index(self.background_label) if self.background_label else None
 
+    @property
+    def events(self) -> list[str]:
+        """The classes announced as events (model order)."""
+        return default_events(self.labels, self.background_label, self.event_classes)
+
     def to_json(self) -> dict:
         d = asdict(self)
         d.pop("root")
@@ -72,30 +85,85 @@ class Bundle:
         return {"format_version": d.pop("format_version"), **d}
 
 
+def default_events(labels: list[str], background: str | None,
+                   event_classes: list[str] | None) -> list[str]:
+    """`event_classes` in model order; None means every class but the background."""
+    chosen = set(labels) - {background} if event_classes is None else set(event_classes)
+    return [label for label in labels if label in chosen]
+
+
+def check_event_classes(event_classes: list[str] | None, labels: list[str],
+                        background: str | None, where: str) -> list[str] | None:
+    """Event classes a user named: known labels, not the background (None: the default)."""
+    if event_classes is None:
+        return None
+    bad = [c for c in event_classes if c not in labels or c == background]
+    if bad or not event_classes:
+        raise UserError(f"{where}: --event-classes {','.join(event_classes)}: expected labels of "
+                        f"the model other than the background ({', '.join(labels)})")
+    return [label for label in labels if label in set(event_classes)]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one rename: a reader never sees half a file, and a
+    failure leaves the old file as it was."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def write_model_json(bundle: Bundle) -> Path:
-    """Write `model.json` into the bundle's folder."""
+    """Write `model.json` into the bundle's folder (atomically: calibrate rewrites it in place)."""
     path = bundle.root / MODEL_JSON
-    path.write_text(json.dumps(bundle.to_json(), indent=2) + "\n", encoding="utf-8")
+    bundle.event_classes = bundle.events  # always explicit in the file
+    write_atomic(path, json.dumps(bundle.to_json(), indent=2) + "\n")
     return path
 
 
-def check_postprocess(values: dict, where: str = "") -> dict:
+def check_postprocess(values: dict, where: str = "", labels: list[str] | None = None) -> dict:
     """The one check of post-processing settings (a bundle's, or with `run` flags applied):
-    known keys only, each a finite number of the right type within its range. `where`
-    prefixes the error, e.g. the model.json path."""
-    unknown = sorted(set(values) - set(DEFAULT_POSTPROCESS))
+    known keys only, each a finite number of the right type within its range, and
+    `per_class` overrides only for known `labels` (when given). `where` prefixes the error,
+    e.g. the model.json path."""
+    unknown = sorted(set(values) - set(DEFAULT_POSTPROCESS) - {"per_class"})
     if unknown:
         raise UserError(f"{where}unknown postprocess keys {unknown}; expected "
-                        f"{', '.join(DEFAULT_POSTPROCESS)}")
+                        f"{', '.join(DEFAULT_POSTPROCESS)} or per_class")
+    per_class = values.get("per_class", {})
+    if not isinstance(per_class, dict):
+        raise UserError(f"{where}postprocess.per_class must be an object {{label: settings}}")
+    for label, settings in per_class.items():
+        if labels is not None and label not in labels:
+            raise UserError(f"{where}postprocess.per_class names {label!r}, not one of the labels")
+        if not isinstance(settings, dict):
+            raise UserError(f"{where}postprocess.per_class.{label} must be an object of settings")
+        unknown = sorted(set(settings) - set(DEFAULT_POSTPROCESS))
+        if unknown:
+            raise UserError(f"{where}unknown postprocess.per_class.{label} keys {unknown}; "
+                            f"expected {', '.join(DEFAULT_POSTPROCESS)}")
+        _check_settings(settings, f"{where}postprocess.per_class.{label}.")
+    _check_settings({k: v for k, v in values.items() if k != "per_class"}, f"{where}postprocess.")
+    return values
+
+
+def _check_settings(values: dict, prefix: str) -> None:
     for key, value in values.items():
         kind = int if isinstance(DEFAULT_POSTPROCESS[key], int) else (int, float)
         low, high = POSTPROCESS_RANGES[key]
         if (not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
                 or not low <= value <= high):
-            raise UserError(f"{where}postprocess.{key} must be a finite "
+            raise UserError(f"{prefix}{key} must be a finite "
                             f"{'whole number' if kind is int else 'number'} within "
                             f"{low:g}..{high:g} (got {value!r})")
-    return values
 
 
 def load_bundle(root: str | os.PathLike) -> Bundle:
@@ -166,7 +234,17 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
             raise UserError(f"{path}: files.{kind} must be a plain file name inside the bundle")
     postprocess = check_postprocess(
-        {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}, f"{path}: ")
+        {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}, f"{path}: ",
+        labels)
+    event_classes = get("event_classes", list, required=False)  # format 1: none (the default)
+    if event_classes is not None:
+        bad = [c for c in event_classes if not isinstance(c, str) or c not in labels]
+        if bad or len(set(event_classes)) != len(event_classes):
+            raise UserError(f"{path}: field 'event_classes' must name labels, each once "
+                            f"(got {event_classes}; labels {labels})")
+        if background is not None and background in event_classes:
+            raise UserError(f"{path}: event_classes names the background class {background!r}, "
+                            "which is never announced")
     return Bundle(
         root=root, labels=labels, background_label=background, channels=channels,
         units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,
@@ -174,5 +252,6 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         quantization=get("quantization", dict, required=False) or {},
         ops=get("ops", dict, required=False) or {}, postprocess=postprocess,
         training=get("training", dict, required=False) or {},
-        parity=get("parity", dict, required=False) or {}, format_version=version,
+        parity=get("parity", dict, required=False) or {}, event_classes=event_classes,
+        calibration=get("calibration", dict, required=False) or {}, format_version=version,
     )

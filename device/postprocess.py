@@ -1,19 +1,29 @@
 """Window outputs -> gesture events, the same code live (`run`) and offline (`stream_eval`).
 
-Per window: average the last `smoothing` probability vectors, take the top class when its
-averaged confidence reaches `threshold`, and announce it once `min_consecutive` windows in a
-row agree, at most once per run of agreeing windows and never within `refractory_s` of the
-previous event. The background class is never announced.
+Only event classes are announced (the bundle's `event_classes`; by default every class but the
+background). The others are states: they take part in every decision (a window of `walk`
+is not a `jump`) but are never announced. Each event class c has its own settings, the
+bundle's defaults unless `postprocess.per_class` (from `gesturekit calibrate`) overrides them:
+
+- average the last `smoothing` probability vectors; c is "on" in a window when it is the top
+  class of that average and its averaged confidence reaches `threshold`;
+- announce c once `min_consecutive` windows in a row are on, at most once per run of on
+  windows, and never within `refractory_s` of c's previous event.
+
+Classes are decided independently (so each can be calibrated alone); when two fire in the
+same window, which needs different smoothing, the more confident one is announced and the
+other fires on the next window its run continues. With the same settings for every class
+exactly one class can be on at a time.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle, check_postprocess
+from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle, check_postprocess, default_events
 
 
 @dataclass
@@ -22,15 +32,28 @@ class PostprocessConfig:
     threshold: float = DEFAULT_POSTPROCESS["threshold"]
     min_consecutive: int = DEFAULT_POSTPROCESS["min_consecutive"]
     refractory_s: float = DEFAULT_POSTPROCESS["refractory_s"]
+    per_class: dict[str, dict] = field(default_factory=dict)  # label -> overrides of the four
+    event_classes: list[str] | None = None  # None: every class but the background
 
     @classmethod
     def for_bundle(cls, bundle: Bundle, overrides: dict | None = None) -> PostprocessConfig:
-        """The bundle's `postprocess` with the non-None `overrides` (command-line flags) applied."""
-        values = {**bundle.postprocess, **{k: v for k, v in (overrides or {}).items() if v is not None}}
-        return cls(**check_postprocess(values))
+        """The bundle's `postprocess` and `event_classes`, with the non-None `overrides`
+        (command-line flags) applied; a flag sets its setting for every class."""
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        values = {**bundle.postprocess, **given}
+        values["per_class"] = {label: {k: v for k, v in s.items() if k not in given}
+                               for label, s in bundle.postprocess.get("per_class", {}).items()}
+        check_postprocess(values, labels=bundle.labels)
+        return cls(**values, event_classes=bundle.events)
+
+    def settings(self, label: str) -> dict:
+        """The four settings that apply to `label`."""
+        return {**{k: getattr(self, k) for k in DEFAULT_POSTPROCESS}, **self.per_class.get(label, {})}
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**{k: getattr(self, k) for k in DEFAULT_POSTPROCESS},
+                "per_class": {k: dict(v) for k, v in self.per_class.items()},
+                "event_classes": self.event_classes}
 
 
 @dataclass
@@ -42,37 +65,55 @@ class Event:
     end_sample: int  # index (since the stream or session started) after that window's last sample
 
 
+def smoothed(recent: list[np.ndarray]) -> np.ndarray:
+    """The mean of the newest probability vectors (numpy's float32 mean; one vector as is)."""
+    return np.mean(recent, axis=0) if len(recent) > 1 else recent[-1]
+
+
 class EventDetector:
     """Feed window probabilities in stream order; `update` returns an Event or None."""
 
     def __init__(self, cfg: PostprocessConfig, labels: list[str], background_index: int | None):
         self.cfg, self.labels, self.background_index = cfg, labels, background_index
-        self._recent: deque[np.ndarray] = deque(maxlen=cfg.smoothing)
-        self._last_event_time: float | None = None
+        background = labels[background_index] if background_index is not None else None
+        events = default_events(labels, background, cfg.event_classes)
+        events = [e for e in events if e != background]  # never, whatever the config says
+        self._settings = {labels.index(e): cfg.settings(e) for e in events}
+        # Event classes grouped by their smoothing: one average per distinct k per window.
+        self._by_smoothing: dict[int, list[int]] = {}
+        for c, s in self._settings.items():
+            self._by_smoothing.setdefault(s["smoothing"], []).append(c)
+        self._recent: deque[np.ndarray] = deque(maxlen=max(self._by_smoothing, default=1))
+        self._last_event_time: dict[int, float] = {}
         self.reset()
 
     def reset(self) -> None:
         """After a gap: windows on either side never smooth or agree together."""
         self._recent.clear()
-        self._candidate: int | None = None
-        self._run_length = 0
-        self._announced = False
+        self._run_length = dict.fromkeys(self._settings, 0)
+        self._announced = dict.fromkeys(self._settings, False)
 
     def update(self, probs: np.ndarray, time: float, end_sample: int) -> Event | None:
         self._recent.append(probs)
-        smoothed = np.mean(self._recent, axis=0) if len(self._recent) > 1 else probs
-        top = int(np.argmax(smoothed))
-        confidence = float(smoothed[top])
-        candidate = top if confidence >= self.cfg.threshold else None
-        if candidate == self._candidate:
-            self._run_length += 1
-        else:
-            self._candidate, self._run_length, self._announced = candidate, 1, False
-        if (candidate is None or candidate == self.background_index or self._announced
-                or self._run_length < self.cfg.min_consecutive):
+        recent = list(self._recent)
+        ready = []  # (confidence, class) ready to fire in this window
+        for k, classes in self._by_smoothing.items():
+            average = smoothed(recent[-k:])
+            top = int(np.argmax(average))
+            for c in classes:
+                s = self._settings[c]
+                if c == top and float(average[c]) >= s["threshold"]:
+                    self._run_length[c] += 1
+                else:
+                    self._run_length[c], self._announced[c] = 0, False
+                    continue
+                last = self._last_event_time.get(c)
+                if (not self._announced[c] and self._run_length[c] >= s["min_consecutive"]
+                        and (last is None or time - last >= s["refractory_s"])):
+                    ready.append((float(average[c]), c))
+        if not ready:
             return None
-        if self._last_event_time is not None and time - self._last_event_time < self.cfg.refractory_s:
-            return None
-        self._announced = True
-        self._last_event_time = time
-        return Event(self.labels[top], top, confidence, time, end_sample)
+        confidence, c = max(ready, key=lambda r: (r[0], -r[1]))  # ties: the first class
+        self._announced[c] = True
+        self._last_event_time[c] = time
+        return Event(self.labels[c], c, confidence, time, end_sample)

@@ -1,14 +1,18 @@
 """Offline stream evaluation: whole sessions through the runner's windowing and post-processing.
 
-Windows are cut exactly where the live `StreamWindower` would emit them (`cut_windows`), each
-goes through the same `Classifier` and `EventDetector`, so the events are those `run` would
-print for the session played from its start. Scores are event-level:
+`replay` is the one offline replay: windows cut exactly where the live `StreamWindower` would
+emit them (`cut_windows`), each through the same `Classifier` and `EventDetector`, so the
+events are those `run` would print for the session played from its start. `evaluate_stream`,
+`gesturekit plot` and `gesturekit calibrate` all go through it. Scores are event-level:
 
 - an event of class c is true when its window overlaps a labelled segment of c;
 - recall of c is the share of c's segments (runs of consecutive samples) that some event of c
-  overlaps;
-- a false event whose window lies mostly in background (the bundle's background class or
-  unlabelled samples) counts towards false events per hour of background.
+  overlaps; its detection delay is the first such event's time minus the segment's start;
+  double counts are the true events per segment found (1.0: each announced once);
+- a false event whose window lies mostly outside every event class's segments (the quiet
+  time: background, unlabelled samples and states that are not events) counts towards false
+  events per hour of quiet time, and of background or of non-event states, whichever of the
+  two covers more of its window.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.postprocess import Event, EventDetector, PostprocessConfig
 from gesturekit.device.windowing import UNLABELLED, cut_windows, label_runs, window_starts
 
 
@@ -30,10 +34,126 @@ class StreamSession:
     label_ids: np.ndarray  # (N,) int, indices into the `labels` passed along; -1 unlabelled
 
 
+def window_probabilities(bundle: Bundle, data: np.ndarray,
+                         classifier: Classifier) -> tuple[np.ndarray, np.ndarray]:
+    """(window ends (W,), probabilities (W, K)) for a session played from its start."""
+    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
+    probs = np.zeros((len(ends), len(bundle.labels)), np.float32)
+    for i, window in enumerate(cut_windows(data, bundle.window, bundle.hop)):
+        probs[i] = classifier(window)
+    return ends, probs
+
+
+def detect(bundle: Bundle, ends: np.ndarray, probs: np.ndarray,
+           postprocess: PostprocessConfig) -> list[Event]:
+    """The events `run` announces for these window outputs (a fresh detector per session)."""
+    detector = EventDetector(postprocess, bundle.labels, bundle.background_index)
+    rate = bundle.sample_rate_hz
+    return [e for end, p in zip(ends, probs, strict=True)
+            if (e := detector.update(p, int(end) / rate, int(end))) is not None]
+
+
+def replay(bundle: Bundle, data: np.ndarray, classifier: Classifier,
+           postprocess: PostprocessConfig) -> tuple[np.ndarray, np.ndarray, list[Event]]:
+    """(window ends, probabilities, events) of a session through the runner's code."""
+    ends, probs = window_probabilities(bundle, data, classifier)
+    return ends, probs, detect(bundle, ends, probs, postprocess)
+
+
+def bundle_label_ids(bundle: Bundle, label_ids: np.ndarray, labels: list[str]) -> np.ndarray:
+    """Dataset label ids -> the bundle's output indices (by name); unknown classes unlabelled."""
+    to_bundle = np.array([bundle.labels.index(n) if n in bundle.labels else -1 for n in labels]
+                         + [UNLABELLED])  # index -1 (unlabelled) maps through the appended one
+    return to_bundle[label_ids]
+
+
+def score_events(bundle: Bundle, sessions: list[tuple[str, np.ndarray, list[Event]]],
+                 event_classes: list[str]) -> dict:
+    """Event-level scores of (name, per-sample bundle label ids, events) per session."""
+    n, rate, window = len(bundle.labels), bundle.sample_rate_hz, bundle.window
+    is_event_class = np.isin(np.arange(n), [bundle.labels.index(c) for c in event_classes])
+    true_events, events = np.zeros(n, int), np.zeros(n, int)
+    hit_segments, segments = np.zeros(n, int), np.zeros(n, int)
+    delays: list[list[float]] = [[] for _ in range(n)]
+    false = {"background": 0, "states": 0, "event_segments": 0}
+    samples = {"background": 0, "states": 0, "total": 0}
+    by_session: dict[str, list] = {}  # session -> [label, end sample] per event, as `run` prints
+    for name, ids, session_events in sessions:
+        background = (ids == UNLABELLED) | (ids == bundle.background_index)
+        states = ~background & ~is_event_class[np.maximum(ids, 0)]
+        samples["background"] += int(background.sum())
+        samples["states"] += int(states.sum())
+        samples["total"] += len(ids)
+        spans = [(e.index, e.end_sample - window, e.end_sample) for e in session_events]
+        by_session[name] = [[e.label, e.end_sample] for e in session_events]
+        for cls, first, end in ((int(ids[a]), a, b) for a, b in label_runs(ids)):
+            if cls < 0 or not is_event_class[cls]:
+                continue
+            segments[cls] += 1
+            hits = [b for e, a, b in spans if e == cls and a < end and first < b]
+            if hits:
+                hit_segments[cls] += 1
+                delays[cls].append((hits[0] - first) / rate)
+        for cls, a, b in spans:
+            events[cls] += 1
+            if (ids[a:b] == cls).any():
+                true_events[cls] += 1
+            elif (background[a:b] | states[a:b]).mean() > 0.5:
+                false["background" if background[a:b].sum() >= states[a:b].sum() else "states"] += 1
+            else:
+                false["event_segments"] += 1
+    hours = {k: v / rate / 3600.0 for k, v in samples.items()}
+    quiet_hours = hours["background"] + hours["states"]
+    per_class = {}
+    for i, name in enumerate(bundle.labels):
+        if not is_event_class[i]:
+            continue
+        per_class[name] = {
+            "precision": float(true_events[i] / events[i]) if events[i] else None,
+            "recall": float(hit_segments[i] / segments[i]) if segments[i] else None,
+            "events": int(events[i]), "true_events": int(true_events[i]),
+            "segments": int(segments[i]), "segments_found": int(hit_segments[i]),
+            "double_counts": float(true_events[i] / hit_segments[i]) if hit_segments[i] else None,
+            "delay_s": _percentiles(delays[i]),
+        }
+    found = hit_segments.sum()
+    return {
+        "event_classes": list(event_classes),
+        "per_class": per_class,
+        "events": int(events.sum()),
+        "false_events": int(events.sum() - true_events.sum()),
+        "false_events_in_background": false["background"],
+        "false_events_in_states": false["states"],
+        "false_events_in_event_segments": false["event_segments"],
+        "background_hours": round(hours["background"], 4),
+        "state_hours": round(hours["states"], 4),
+        "false_events_per_hour_background": _per_hour(false["background"], hours["background"]),
+        "false_events_per_hour_states": _per_hour(false["states"], hours["states"]),
+        "false_events_per_hour_quiet": _per_hour(false["background"] + false["states"], quiet_hours),
+        "recall": float(found / segments.sum()) if segments.sum() else None,
+        "double_counts": float(true_events.sum() / found) if found else None,
+        "delay_s": _percentiles([d for per in delays for d in per]),
+        "hours": round(hours["total"], 4),
+        "events_by_session": by_session,
+    }
+
+
+def _per_hour(count: int, hours: float) -> float | None:
+    return count / hours if hours else None
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"p50": None, "p90": None}
+    p50, p90 = np.percentile(values, [50, 90])
+    return {"p50": round(float(p50), 3), "p90": round(float(p90), 3)}
+
+
 def evaluate_stream(bundle: Bundle, sessions: list[StreamSession], labels: list[str],
                     classifier: Classifier | None = None,
                     postprocess: PostprocessConfig | None = None) -> dict:
-    """Event precision/recall per class and false events per hour of background.
+    """Event precision/recall, delay and double counts per event class, and false events per
+    hour of background and of non-event states.
 
     `labels` name the sessions' label ids (matched to the bundle's labels by name); session
     data must already be in the bundle's channel order. Without `classifier`, the float model
@@ -41,65 +161,13 @@ def evaluate_stream(bundle: Bundle, sessions: list[StreamSession], labels: list[
     """
     classifier = classifier or Classifier(bundle, *choose_backend(bundle, None, int8=False))
     cfg = postprocess or PostprocessConfig.for_bundle(bundle)
-    # Dataset label index -> bundle output index (by name; classes the model lacks: -1).
-    to_bundle = np.array([bundle.labels.index(n) if n in bundle.labels else -1 for n in labels])
-    background = bundle.background_index
-    n = len(bundle.labels)
-    true_events, events = np.zeros(n, int), np.zeros(n, int)
-    hit_segments, segments = np.zeros(n, int), np.zeros(n, int)
-    false_in_background, background_samples, total_samples, windows = 0, 0, 0, 0
-    by_session: dict[str, list] = {}  # session -> [label, end sample] per event, as `run` prints
-    rate = bundle.sample_rate_hz
+    scored, windows = [], 0
     for s in sessions:
-        ids = np.where(s.label_ids >= 0, to_bundle[np.maximum(s.label_ids, 0)], UNLABELLED)
-        total_samples += len(ids)
-        is_background = (ids == UNLABELLED) | (ids == background)
-        background_samples += int(is_background.sum())
-        detector = EventDetector(cfg, bundle.labels, background)
-        starts = window_starts(len(s.data), bundle.window, bundle.hop)
-        session_events = []
-        for start, window in zip(starts, cut_windows(s.data, bundle.window, bundle.hop), strict=True):
-            end = int(start) + bundle.window
-            event = detector.update(classifier(window), end / rate, end)
-            windows += 1
-            if event is not None:
-                session_events.append((event.index, end - bundle.window, end))
-        by_session[s.name] = [[bundle.labels[c], b] for c, _, b in session_events]
-        runs = [(int(ids[a]), a, b) for a, b in label_runs(ids) if ids[a] >= 0 and ids[a] != background]
-        for cls, first, end in runs:
-            segments[cls] += 1
-            if any(e == cls and a < end and first < b for e, a, b in session_events):
-                hit_segments[cls] += 1
-        for cls, a, b in session_events:
-            events[cls] += 1
-            if (ids[a:b] == cls).any():
-                true_events[cls] += 1
-            elif is_background[a:b].mean() > 0.5:
-                false_in_background += 1
-    background_hours = background_samples / rate / 3600.0
-    per_class = {}
-    for i, name in enumerate(bundle.labels):
-        if i == background:
-            continue
-        per_class[name] = {
-            "precision": float(true_events[i] / events[i]) if events[i] else None,
-            "recall": float(hit_segments[i] / segments[i]) if segments[i] else None,
-            "events": int(events[i]), "true_events": int(true_events[i]),
-            "segments": int(segments[i]), "segments_found": int(hit_segments[i]),
-        }
-    return {
-        "per_class": per_class,
-        "events": int(events.sum()),
-        "false_events": int(events.sum() - true_events.sum()),
-        "false_events_in_background": false_in_background,
-        "background_hours": round(background_hours, 4),
-        "false_events_per_hour_background": (false_in_background / background_hours
-                                              if background_hours else None),
-        "hours": round(total_samples / rate / 3600.0, 4),
-        "windows": windows,
-        "sessions": len(sessions),
-        "postprocess": cfg.to_dict(),
-        "events_by_session": by_session,
-        "backend": classifier.backend,
-        "model": classifier.kind,
-    }
+        ends, _, events = replay(bundle, s.data, classifier, cfg)
+        windows += len(ends)
+        scored.append((s.name, bundle_label_ids(bundle, s.label_ids, labels), events))
+    background = bundle.background_label
+    event_classes = [e for e in (cfg.event_classes or bundle.events) if e != background]
+    return {**score_events(bundle, scored, event_classes), "windows": windows,
+            "sessions": len(sessions), "postprocess": cfg.to_dict(),
+            "backend": classifier.backend, "model": classifier.kind}

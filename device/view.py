@@ -82,11 +82,14 @@ def sparkline(values: np.ndarray, width: int, height: int = 1) -> list[str]:
             for row in range(height - 1, -1, -1)]
 
 
-def probability_bar(p: float, threshold: float, width: int, style: str) -> Text:
-    """A bar of `width` cells filled to `p` (eighth-cell steps), the threshold as a red mark."""
+def probability_bar(p: float, threshold: float | None, width: int, style: str) -> Text:
+    """A bar of `width` cells filled to `p` (eighth-cell steps), the threshold as a red mark
+    (none for a class that is never announced)."""
     eighths = int(round(min(max(p, 0.0), 1.0) * width * 8))
     cells = [BLOCKS[8]] * (eighths // 8) + ([BLOCKS[eighths % 8]] if eighths % 8 else [])
     cells += ["·"] * (width - len(cells))
+    if threshold is None:
+        return Text("".join(cells), style=style)
     mark = min(width - 1, int(round(threshold * width)))
     bar = Text("".join(cells[:mark]), style=style)
     bar.append("┃", style="bold red")
@@ -117,6 +120,9 @@ class LiveView:
         self.bundle, self.postprocess, self.port = bundle, postprocess, port
         self.out, self.err = out, err
         self.rows = trace_rows(bundle, trace)
+        background = bundle.background_label
+        self._events_shown = {e for e in (postprocess.event_classes or bundle.events)
+                              if e != background}
         self._lock = threading.Lock()
         self._trace = np.zeros((int(TRACE_S * bundle.sample_rate_hz), len(bundle.channels)),
                                np.float32)  # ring buffer of the newest samples
@@ -225,9 +231,12 @@ class LiveView:
             f" gesturekit run · {self.bundle.root.name} · {self.port} · {elapsed:6.1f} s"
             "   (Ctrl-C to stop)", style="bold reverse", overflow="ellipsis", no_wrap=True))
         cfg = self.postprocess
+        recent = snap["recent"]
+        state = self.bundle.labels[int(np.argmax(np.mean(recent, axis=0)))] if recent else "--"
         layout["probs"].update(Panel(
-            _Sized(lambda w, h: self._draw_probs(snap["recent"], w)),
-            title=f"class probabilities (mean of last {cfg.smoothing}, ┃ threshold {cfg.threshold:g})",
+            _Sized(lambda w, h: self._draw_probs(recent, w)),
+            title=f"now: {state} · class probabilities (mean of last {cfg.smoothing}, "
+                  "┃ event threshold; dim: states, never announced)",
             title_align="left"))
         layout["trace"].update(Panel(_Sized(lambda w, h: self._draw_trace(snap["trace"], w, h)),
                                      title=f"signal, last {TRACE_S:g} s", title_align="left"))
@@ -245,12 +254,13 @@ class LiveView:
         bar_w = max(4, width - name_w - 6)  # "name " + bar + " 0.00"
         top = int(np.argmax(smoothed)) if recent else -1
         lines = Text()
+        events = self._events_shown
         for i, (label, p) in enumerate(zip(labels, smoothed, strict=True)):
-            background = i == self.bundle.background_index
-            hit = i == top and p >= self.postprocess.threshold
-            style = "dim" if background else ("bold green" if hit else "cyan")
+            threshold = self.postprocess.settings(label)["threshold"] if label in events else None
+            hit = i == top and threshold is not None and p >= threshold
+            style = "dim" if threshold is None else ("bold green" if hit else "cyan")
             lines.append(f"{label[:name_w]:<{name_w}} ", style="bold" if hit else "")
-            lines.append_text(probability_bar(float(p), self.postprocess.threshold, bar_w, style))
+            lines.append_text(probability_bar(float(p), threshold, bar_w, style))
             lines.append(f" {p:4.2f}\n" if recent else "   --\n")
         lines.rstrip()
         return lines

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
 
-from gesturekit.device.bundle import MODEL_JSON, Bundle, write_model_json
+from gesturekit.device.bundle import MODEL_JSON, Bundle, check_event_classes, write_model_json
 from gesturekit.errors import UserError
 from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
 
@@ -64,8 +64,11 @@ class ExportResult:
 
 
 def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
-               force: bool = False, allow_mismatch: bool = False) -> ExportResult:
-    """Export a run's model to a bundle folder; check parity on the run's test split."""
+               force: bool = False, allow_mismatch: bool = False,
+               event_classes: list[str] | None = None) -> ExportResult:
+    """Export a run's model to a bundle folder; check parity on the run's test split.
+    `event_classes`: the classes announced as events (default: every class but the
+    background)."""
     from gesturekit.train.datasets import balanced_subset
     from gesturekit.train.runs import load_keras_model, load_run, run_windows
 
@@ -74,6 +77,8 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     out = Path(out)
     prepare_output(out, force)
     run = load_run(run_path)
+    event_classes = check_event_classes(event_classes, run.labels, run.background_label,
+                                        str(run.root))
     kind = MODELS[model]
     keras_model = load_keras_model(run, kind)
     n_classes, window, channels = len(run.labels), run.window, len(run.channels)
@@ -122,7 +127,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
             output_scale=quantization["output"]["scale"],
             output_zero_point=quantization["output"]["zero_point"],
             stateful=stateful, ops=int8_ops, resolver_methods=resolver_methods,
-            arena_bytes=arena_bytes))
+            arena_bytes=arena_bytes, event_classes=event_classes))
         ops = {FILES["float"]: flatbuffer.model_ops(models.float_model),
                FILES["int8"]: int8_ops, FILES["onnx"]: onnx_export.onnx_ops(onnx_bytes)}
         test_metrics = run.metrics.get("test", {})
@@ -137,7 +142,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
                       "test_macro_f1": test_metrics.get("macro_f1"),
                       "per_class_f1": {k: v.get("f1") for k, v in
                                        test_metrics.get("per_class", {}).items()}},
-            parity={},
+            parity={}, event_classes=event_classes,
         )
         # Parity runs the written files through the runner's own Classifier (deployed path).
         probs = {"keras": keras_probs, **_bundle_probabilities(bundle, test.x)}

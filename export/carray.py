@@ -11,7 +11,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gesturekit.device.bundle import DEFAULT_POSTPROCESS
+from gesturekit.device.bundle import DEFAULT_POSTPROCESS, default_events
+from gesturekit.errors import UserError
 
 ARRAY_NAME = "g_model_data"
 BYTES_PER_LINE = 12
@@ -64,6 +65,7 @@ class SketchConfig:
     arena_bytes: int
     # The bundle's post-processing, so a sketch announces events exactly as `gesturekit run`.
     postprocess: dict = field(default_factory=lambda: dict(DEFAULT_POSTPROCESS))
+    event_classes: list[str] | None = None  # None: every class but the background
 
 
 def _c_string(text: str) -> str:
@@ -123,14 +125,7 @@ constexpr bool kStateful = {str(cfg.stateful).lower()};
 // Tensor arena estimate in bytes (see report.md for how); check with arena_used_bytes().
 constexpr int kTensorArenaBytes = {cfg.arena_bytes};
 
-// Post-processing, as model.json "postprocess" and `gesturekit run`: average the last
-// kSmoothing outputs, announce a class once kMinConsecutive windows in a row reach
-// kThreshold, then stay silent for kRefractoryS. Doubles: compared like Python floats.
-constexpr int kSmoothing = {cfg.postprocess["smoothing"]};
-constexpr double kThreshold = {float(cfg.postprocess["threshold"])!r};
-constexpr int kMinConsecutive = {cfg.postprocess["min_consecutive"]};
-constexpr double kRefractoryS = {float(cfg.postprocess["refractory_s"])!r};
-
+{postprocess_block(cfg.labels, cfg.background_label, cfg.postprocess, cfg.event_classes)}
 // Ops for a tflite::MicroMutableOpResolver<kNumOps>; returns false if one failed.
 constexpr int kNumOps = {len(cfg.ops)};
 template <typename Resolver>
@@ -144,6 +139,50 @@ inline bool AddModelOps(Resolver& resolver) {{
 
 #endif  // GESTUREKIT_MODEL_CONFIG_H_
 """
+
+
+POSTPROCESS_BEGIN = "// Post-processing, as model.json"  # `calibrate` rewrites from here
+POSTPROCESS_END = "// Ops for a tflite::"  # to here
+
+
+def postprocess_block(labels: list[str], background: str | None, postprocess: dict,
+                      event_classes: list[str] | None) -> str:
+    """The post-processing constants of `model_config.h` (one block, so `gesturekit
+    calibrate` can replace it in an exported header without re-exporting)."""
+    events = set(default_events(labels, background, event_classes)) - {background}
+    per_class = [{**postprocess, **postprocess.get("per_class", {}).get(label, {})}
+                 for label in labels]
+
+    def row(key: str, fmt) -> str:
+        return ", ".join(fmt(s[key]) for s in per_class)
+
+    return f"""// Post-processing, as model.json "postprocess" and `gesturekit run`: average the last
+// kSmoothing outputs, announce a class once kMinConsecutive windows in a row reach
+// kThreshold, then stay silent for kRefractoryS. Doubles: compared like Python floats.
+// These are the defaults; the kClass* arrays hold each class's own settings (from
+// `gesturekit calibrate`), and only classes with kIsEventClass are announced (the others
+// are states). Pass them all to gk::EventDetector's per-class constructor, with a history
+// of kMaxSmoothing * kNumClasses floats.
+constexpr int kSmoothing = {postprocess["smoothing"]};
+constexpr double kThreshold = {float(postprocess["threshold"])!r};
+constexpr int kMinConsecutive = {postprocess["min_consecutive"]};
+constexpr double kRefractoryS = {float(postprocess["refractory_s"])!r};
+constexpr int kMaxSmoothing = {max(s["smoothing"] for s in [postprocess, *per_class])};
+constexpr bool kIsEventClass[kNumClasses] = {{{", ".join(str(x in events).lower() for x in labels)}}};
+constexpr int kClassSmoothing[kNumClasses] = {{{row("smoothing", str)}}};
+constexpr double kClassThreshold[kNumClasses] = {{{row("threshold", lambda v: repr(float(v)))}}};
+constexpr int kClassMinConsecutive[kNumClasses] = {{{row("min_consecutive", str)}}};
+constexpr double kClassRefractoryS[kNumClasses] = {{{row("refractory_s", lambda v: repr(float(v)))}}};
+"""
+
+
+def replace_postprocess_block(header: str, block: str, where: str) -> str:
+    """`header` (an exported model_config.h) with its post-processing block replaced."""
+    begin, end = header.find(POSTPROCESS_BEGIN), header.find(POSTPROCESS_END)
+    if begin < 0 or end < begin:
+        raise UserError(f"{where}: no post-processing block ({POSTPROCESS_BEGIN!r} ... "
+                        f"{POSTPROCESS_END!r}); re-export the bundle")
+    return header[:begin] + block + "\n" + header[end:]
 
 
 def write_c_sources(out: Path, model: bytes, cfg: SketchConfig) -> list[str]:

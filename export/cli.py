@@ -18,7 +18,30 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--force", action="store_true", help="replace an existing bundle")
     export.add_argument("--allow-mismatch", action="store_true",
                         help="keep the files even when float parity with Keras fails")
+    export.add_argument("--event-classes", type=lambda s: [c for c in s.split(",") if c],
+                        help="classes announced as events, e.g. jump,punch,turn (default: every "
+                             "class but the background; the others are states, never announced)")
     export.set_defaults(func=cmd_export)
+
+    cal = commands.add_parser(
+        "calibrate", help="tune a bundle's per-class post-processing on the run's validation subjects",
+        description="Replay the run's validation subjects (never its test subjects) through the "
+                    "runner's windowing and post-processing, search per-class smoothing, "
+                    "threshold, minimum consecutive windows and refractory time, and write the "
+                    "choice into model.json and model_config.h (no retraining, no re-export), "
+                    "with a recall / false events per hour plot per event class.")
+    cal.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from `gesturekit export`)")
+    cal.add_argument("data", metavar="DATA", help="the run's dataset (folder or HAPT zip)")
+    cal.add_argument("--max-false-per-hour", type=float,
+                     help="most recall with at most this many false events per hour of background "
+                          "and per hour of non-event states (default: best event F1 per class)")
+    cal.add_argument("--event-classes", type=lambda s: [c for c in s.split(",") if c],
+                     help="classes announced as events (default: the bundle's)")
+    cal.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"),
+                     help="interpreter (default: the first installed, in this order)")
+    cal.add_argument("--int8", action="store_true", help="calibrate on the full-int8 model's outputs")
+    cal.add_argument("--json", action="store_true", help="print the result as JSON")
+    cal.set_defaults(func=cmd_calibrate)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -28,11 +51,27 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gesturekit.export.build import export_run
 
     result = export_run(args.run, args.out, model=args.model, force=args.force,
-                        allow_mismatch=args.allow_mismatch)
+                        allow_mismatch=args.allow_mismatch, event_classes=args.event_classes)
     print_summary(result.summary)
     print(f"wrote {result.out}")
     if not result.float_ok:
         print("warning: float parity with Keras failed; files kept (--allow-mismatch)")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from gesturekit.export.calibrate import calibrate, print_summary
+
+    result = calibrate(args.bundle, args.data, args.max_false_per_hour, args.event_classes,
+                       args.backend, args.int8)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print_summary(result)
+        print(f"wrote {args.bundle}: model.json, model_config.h, report.md and "
+              f"{len(result['figures'])} calibration plots")
     return 0
 
 

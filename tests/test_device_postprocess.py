@@ -45,11 +45,49 @@ def test_threshold_applies_to_the_smoothed_confidence():
     assert run(EventDetector(cfg, LABELS, 0), [1, 1, 2, 1, 1]) == [(0, "jump")]
 
 
-def test_refractory_period_silences_following_events():
+def test_refractory_period_silences_the_same_class_only():
     cfg = PostprocessConfig(smoothing=1, threshold=0.5, min_consecutive=1, refractory_s=1.2)
     d = EventDetector(cfg, LABELS, 0)
-    # Windows every 0.5 s: jump at 0.5 s, punch at 1.0 s and 1.5 s are inside the refractory.
-    assert run(d, [1, 2, 2, 0, 2]) == [(0, "jump"), (4, "punch")]
+    # Windows every 0.5 s: the jump at 1.5 s is within 1.2 s of the one at 0.5 s; a punch
+    # right after a jump is another gesture, announced; the run of jumps at 2.5 s fires once
+    # it is 1.2 s after the last jump.
+    assert run(d, [1, 0, 1, 2, 1, 1, 1]) == [(0, "jump"), (3, "punch"), (4, "jump")]
+
+
+def test_states_are_never_announced_but_still_decide():
+    """`walk` is a state: a run of walk windows is no event, and it breaks a run of jumps."""
+    labels = ["idle", "walk", "jump"]
+    cfg = PostprocessConfig(smoothing=1, threshold=0.5, min_consecutive=2, refractory_s=0.0,
+                            event_classes=["jump"])
+    d = EventDetector(cfg, labels, 0)
+    assert run(d, [1, 1, 1, 2, 1, 2, 2, 1]) == [(6, "jump")]
+    # The background is never an event, even when a config names it.
+    cfg = PostprocessConfig(smoothing=1, threshold=0.5, min_consecutive=1, refractory_s=0.0,
+                            event_classes=["idle", "jump"])
+    assert run(EventDetector(cfg, labels, 0), [0, 2, 0]) == [(1, "jump")]
+
+
+def test_per_class_settings_apply_to_their_class_only():
+    cfg = PostprocessConfig(smoothing=1, threshold=0.5, min_consecutive=1, refractory_s=0.0,
+                            per_class={"punch": {"min_consecutive": 3, "threshold": 0.85}})
+    d = EventDetector(cfg, LABELS, 0)
+    # jump fires on its first window; punch needs three in a row above 0.85.
+    assert run(d, [1, 0, 2, 2, 0, 2, 2, 2]) == [(0, "jump"), (7, "punch")]
+    assert run(EventDetector(cfg, LABELS, 0), [2, 2, 2], p=0.8) == []
+    assert cfg.settings("punch") == {"smoothing": 1, "threshold": 0.85, "min_consecutive": 3,
+                                     "refractory_s": 0.0}
+
+
+def test_two_classes_ready_in_one_window_the_more_confident_first():
+    """Different smoothing can make two classes ready at once: one event per window, the
+    other follows on the next window its run continues."""
+    cfg = PostprocessConfig(smoothing=1, threshold=0.4, min_consecutive=1, refractory_s=0.0,
+                            per_class={"punch": {"smoothing": 3, "min_consecutive": 3}})
+    d = EventDetector(cfg, LABELS, 0)
+    p = [np.array(v, np.float32) for v in ([0.0, 0.05, 0.95], [0.0, 0.05, 0.95], [0.0, 0.6, 0.4],
+                                           [0.0, 0.55, 0.45])]
+    got = [d.update(x, float(i), i) for i, x in enumerate(p)]
+    assert [e and e.label for e in got] == [None, None, "punch", "jump"]
 
 
 def test_reset_forgets_the_run_across_a_gap():

@@ -147,6 +147,91 @@ def test_postprocess_matches_python_event_detector(replay, cfg):
     assert events == expected
 
 
+def classes_command(cfg: PostprocessConfig, labels: list[str], background: int | None) -> str:
+    """Per-class settings and event flags, as model_config.h's kClass* and kIsEventClass."""
+    events = set(cfg.event_classes) - {labels[background] if background is not None else None}
+    values = []
+    for label in labels:
+        s = cfg.settings(label)
+        values += [s["smoothing"], h(s["threshold"]), s["min_consecutive"], h(s["refractory_s"]),
+                   int(label in events)]
+    return "classes " + " ".join(map(str, values))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_per_class_postprocess_and_event_classes_match_python(replay, seed):
+    """Random per-class settings (smoothing 1-5 apart per class, thresholds on the float32
+    edge), a state that is never announced, the background named as an event (ignored), and
+    gaps: the C++ detector announces exactly the Python detector's events."""
+    labels = ["idle", "walk", "jump", "punch", "turn"]
+    rng = np.random.default_rng(100 + seed)
+    per_class = {label: {"smoothing": int(rng.integers(1, 6)),
+                         "threshold": float(rng.choice([0.0, 0.4, 0.55, 0.7, 0.85])),
+                         "min_consecutive": int(rng.integers(1, 4)),
+                         "refractory_s": float(rng.choice([0.0, 0.3, 1.0, 2.5]))}
+                 for label in labels[1:]}
+    cfg = PostprocessConfig(smoothing=2, threshold=0.6, min_consecutive=2, refractory_s=1.0,
+                            per_class=per_class, event_classes=["idle", "jump", "punch", "turn"])
+    probs = random_probability_stream(rng, 3000, len(labels))
+    gaps = set(rng.choice(len(probs), 20, replace=False).tolist())
+    python = EventDetector(cfg, labels, background_index=0)
+    commands = [setup_command(128, 16, 6, len(labels), cfg, background=0),
+                classes_command(cfg, labels, background=0)]
+    expected = []
+    for i, p in enumerate(probs):
+        if i in gaps:
+            python.reset()
+            commands.append("reset")
+        end = 128 + 16 * i
+        t = end / 50.0
+        event = python.update(p, t, end)
+        if event is not None:
+            expected.append((event.index, event.confidence, event.time, event.end_sample))
+        commands.append(f"probs {h(t)} {end} " + " ".join(h(v) for v in p))
+    _, events = parse_updates(run_replay(replay, commands))
+    assert len(expected) > 20, "the stream should fire events"
+    assert {e[0] for e in expected} <= {2, 3, 4}  # never idle (background) or walk (a state)
+    assert events == expected
+
+
+def test_generated_header_holds_per_class_settings_and_event_classes(tmp_path):
+    """model_config.h's post-processing block (what `calibrate` rewrites) compiles and holds
+    the per-class settings and event flags, each class's own or the default."""
+    from gesturekit.export.carray import postprocess_block
+
+    labels = ["idle", "walk", "jump", "punch"]
+    post = {"smoothing": 3, "threshold": 0.6, "min_consecutive": 2, "refractory_s": 1.0,
+            "per_class": {"jump": {"smoothing": 5, "threshold": 0.7000000000000001},
+                          "punch": {"refractory_s": 2.56, "min_consecutive": 1}}}
+    header = tmp_path / "post.h"
+    header.write_text("constexpr int kNumClasses = 4;\n"
+                      + postprocess_block(labels, "idle", post, ["jump", "punch"]))
+    main = tmp_path / "dump.cc"
+    main.write_text(r"""
+#include <cstdio>
+#include "post.h"
+int main() {
+  std::printf("%d %d %a %d %a\n", kMaxSmoothing, kSmoothing, kThreshold, kMinConsecutive, kRefractoryS);
+  for (int c = 0; c < kNumClasses; ++c)
+    std::printf("%d %d %a %d %a\n", kIsEventClass[c] ? 1 : 0, kClassSmoothing[c], kClassThreshold[c],
+                kClassMinConsecutive[c], kClassRefractoryS[c]);
+  return 0;
+}
+""")
+    binary = compile_cpp([main], tmp_path / "dump", [tmp_path], flags=["-std=c++17", "-Wall", "-Werror"])
+    out = subprocess.run([str(binary)], capture_output=True, text=True, check=True,
+                         timeout=RUN_TIMEOUT_S).stdout
+    rows = [[float.fromhex(x) if "x" in x else int(x) for x in line.split()]
+            for line in out.splitlines()]
+    assert rows[0] == [5, 3, 0.6, 2, 1.0]
+    cfg = PostprocessConfig(**{k: v for k, v in post.items() if k != "per_class"},
+                            per_class=post["per_class"])
+    for label, row in zip(labels, rows[1:], strict=True):
+        s = cfg.settings(label)
+        assert row == [int(label in ("jump", "punch")), s["smoothing"], s["threshold"],
+                       s["min_consecutive"], s["refractory_s"]]
+
+
 def test_smoothed_probabilities_are_bitwise_numpy_means(replay):
     """The moving average is numpy's float32 mean to the last bit, not just close."""
     cfg = PostprocessConfig(smoothing=3, threshold=1.0, min_consecutive=1, refractory_s=0.0)

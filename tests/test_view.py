@@ -76,11 +76,13 @@ def test_view_shows_what_the_runner_feeds_it(quick_bundle, synth_dataset):
     view.status({"samples": 400, "bad_lines": 3, "windows": 3, "events": 1, "gaps": 0,
                  "reconnects": 0, "latency_ms": {"p50": 0.9, "p99": 2.5}})
     first = render(view, 110, 32)
-    for label in bundle.labels:
-        assert re.search(rf"│ {label} +[^│]*┃[^│]* \d\.\d\d │", first), label
+    for label in bundle.labels:  # a threshold mark on event classes only
+        marked = re.search(rf"│ {label} +[^│]*┃[^│]* \d\.\d\d │", first)
+        assert bool(marked) == (label in bundle.events), label
     smoothed = np.mean(probs[:3], axis=0)
     top = bundle.labels[int(np.argmax(smoothed))]
     assert re.search(rf"│ {top} +[^│]* {smoothed.max():.2f} │", first)
+    assert f"now: {top}" in first  # the state, whether or not it is an event class
     assert re.search(r"4\.25\s+jump\s+0\.83\s+1\.5", first)
     assert "bad lines 3" in first and "p50 0.9 / p99 2.5 ms" in first
     assert "|acc| g" in first and "|gyro| rad/s" in first
@@ -153,7 +155,7 @@ class Tmux:
 def bar_values(screen: str, labels: list[str]) -> dict[str, str]:
     values = {}
     for label in labels:
-        m = re.search(rf"│ {re.escape(label)} +[^│]*┃[^│]* (\d\.\d\d) │", screen)
+        m = re.search(rf"│ {re.escape(label)} +[^│]* (\d\.\d\d) │", screen)  # ┃: events only
         if m:
             values[label] = m.group(1)
     return values

@@ -157,24 +157,27 @@ def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
     """The UCI HAPT raw data: 61 sessions of 30 subjects, 50 Hz, acc in g, gyro in rad/s.
 
     `labels.txt` rows are (experiment, user, activity, first, last) with inclusive, 1-based
-    sample ranges. Unlabelled samples are left out unless `background_label` names a class.
+    sample ranges. Unlabelled samples (people moving between activities) are left out unless
+    `background_label` names a class: a new last class, or an activity it names.
     """
     source = HaptSource(path)
     names = activity_names(source)
+    activities = len(names)
     labels_table = source.table("RawData/labels.txt", 5).astype(np.int64)
-    if background_label:
+    if background_label and background_label not in names:
         names = [*names, background_label]
+    unlabelled = names.index(background_label) if background_label else UNLABELLED
     sessions = []
     for name in sorted(n for n in source.names if HAPT_SESSION.search(n)):
         exp, user = HAPT_SESSION.search(name).groups()
         data = source.session(name)
-        ids = np.full(len(data), len(names) - 1 if background_label else UNLABELLED, np.int16)
+        ids = np.full(len(data), unlabelled, np.int16)
         rows = labels_table[(labels_table[:, 0] == int(exp)) & (labels_table[:, 1] == int(user))]
         for _, _, activity, first, last in rows:
-            if not (1 <= first <= last <= len(data)) or not (1 <= activity <= len(names)):
+            if not (1 <= first <= last <= len(data)) or not (1 <= activity <= activities):
                 raise UserError(f"{source.where('RawData/labels.txt')}: row {exp} {user} "
                                 f"{activity} {first} {last} is outside the session's "
-                                f"{len(data)} samples or the {len(names)} activities")
+                                f"{len(data)} samples or the {activities} activities")
             ids[first - 1: last] = activity - 1
         sessions.append(Session(f"exp{exp}_user{user}", _subject_id(user),
                                 data, ids))

@@ -105,5 +105,31 @@ def evaluate_command(model: str, data: str, options: dict, subjects: list[str] |
     elif "confusion" in result:
         print("\n".join(scores_markdown(result)))
     else:
-        print(json.dumps(result, indent=2))
+        print("\n".join(stream_lines(result)))
     return 0
+
+
+def stream_lines(result: dict) -> list[str]:
+    """`evaluate --stream` as text: per event class, then false events by where they fell."""
+    def num(value, fmt: str = ".2f") -> str:
+        return "-" if value is None else format(value, fmt)
+
+    lines = [f"{'event class':<20} {'precision':>9} {'recall':>6} {'events':>6} {'segments':>8} "
+             f"{'per seg':>7} {'delay p50':>9} {'p90 s':>6}"]
+    for label, c in result["per_class"].items():
+        lines.append(f"{label:<20} {num(c['precision']):>9} {num(c['recall']):>6} {c['events']:>6} "
+                     f"{c['segments']:>8} {num(c['double_counts']):>7} "
+                     f"{num(c['delay_s']['p50']):>9} {num(c['delay_s']['p90']):>6}")
+    lines += [
+        f"all: recall {num(result['recall'])}, {num(result['double_counts'])} events per segment "
+        f"found, delay p50 {num(result['delay_s']['p50'])} s p90 {num(result['delay_s']['p90'])} s",
+        f"false events: {result['false_events']} ({result['false_events_in_background']} in "
+        f"{result['background_hours']:.2f} h of background = "
+        f"{num(result['false_events_per_hour_background'], '.1f')}/h; "
+        f"{result['false_events_in_states']} in {result['state_hours']:.2f} h of non-event states = "
+        f"{num(result['false_events_per_hour_states'], '.1f')}/h; "
+        f"{result['false_events_in_event_segments']} inside other event classes' segments)",
+        f"{result['sessions']} sessions, {result['windows']} windows, {result['hours']:.2f} h, "
+        f"{result['model']} model on {result['backend']}",
+    ]
+    return lines

@@ -3,10 +3,10 @@ bands and, with a model bundle, the per-window predictions and the events the
 post-processing would announce, so a person can see where and why the model is wrong.
 
 The session is read with the simulator's loader (`device.simulate.load_session`: what
-`simulate` would play) and predictions go through the runner's own code: windows cut where
-the live `StreamWindower` emits them (`window_starts`/`cut_windows`), the bundle's
-`Classifier` and the `EventDetector`, exactly as `device.stream_eval.evaluate_stream` does.
-So the events in the picture are those `run` prints and `evaluate --stream` scores.
+`simulate` would play) and predictions go through the runner's own code, the one offline
+replay `device.stream_eval.replay` that `evaluate --stream` and `calibrate` use too. So the
+events in the picture are those `run` prints and `evaluate --stream` scores: event classes
+only (states such as `walk` show in the prediction strip, never as events).
 `plot_recording` returns the numbers behind the picture (`PlotData`).
 """
 
@@ -21,10 +21,11 @@ import numpy as np
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle, load_bundle
 from gesturekit.device.hapt import HaptSource, activity_names
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.recording import HAPT_SESSION, find_spec, read_recording, read_spec
 from gesturekit.device.simulate import Session, load_session
-from gesturekit.device.windowing import cut_windows, label_runs, window_starts
+from gesturekit.device.stream_eval import replay
+from gesturekit.device.windowing import label_runs
 from gesturekit.errors import UserError
 
 
@@ -94,22 +95,6 @@ def model_input(session: Session, bundle: Bundle) -> tuple[np.ndarray, str]:
                     f"recording has {', '.join(session.channels)}")
 
 
-def predict(bundle: Bundle, data: np.ndarray, classifier: Classifier,
-            postprocess: PostprocessConfig) -> tuple[np.ndarray, np.ndarray, list[tuple[str, int]]]:
-    """(window ends (W,), probabilities (W, K), events) for a session played from its start."""
-    detector = EventDetector(postprocess, bundle.labels, bundle.background_index)
-    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
-    probs = np.zeros((len(ends), len(bundle.labels)), np.float32)
-    events = []
-    for i, (end, window) in enumerate(zip(ends, cut_windows(data, bundle.window, bundle.hop),
-                                          strict=True)):
-        probs[i] = classifier(window)
-        event = detector.update(probs[i], end / bundle.sample_rate_hz, int(end))
-        if event is not None:
-            events.append((event.label, int(end)))
-    return ends, probs, events
-
-
 def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
                    model: str | os.PathLike | None = None, rate_hz: float | None = None,
                    backend: str | None = None, int8: bool = False,
@@ -128,7 +113,8 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
         data, result.channel_order = model_input(session, bundle)
         classifier = Classifier(bundle, *choose_backend(bundle, backend, int8))
         cfg = PostprocessConfig.for_bundle(bundle, postprocess)
-        ends, probs, result.events = predict(bundle, data, classifier, cfg)
+        ends, probs, events = replay(bundle, data, classifier, cfg)
+        result.events = [(e.label, e.end_sample) for e in events]
         top = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
         result.model, result.model_labels = str(bundle.root), list(bundle.labels)
         result.postprocess, result.hop = cfg.to_dict(), bundle.hop
@@ -201,4 +187,37 @@ def draw(data: PlotData, session: Session, out: str | os.PathLike) -> None:
     fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.04 + 0.012 * (len(names) // 6), 1, 1))
     fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def draw_tradeoff(label: str, points: list[tuple[float, float]], chosen: tuple[float, float],
+                  out: str | os.PathLike) -> None:
+    """One event class's calibration: recall against false events per hour for every setting
+    tried (grey), their upper envelope, and the chosen setting (red)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recall = np.array([p[0] for p in points])
+    rate = np.array([p[1] for p in points])
+    order = np.lexsort((-recall, rate))
+    envelope_r, envelope_x, best = [], [], -1.0
+    for i in order:  # the most recall reached at or below each false-event rate
+        if recall[i] > best:
+            best = recall[i]
+            envelope_x.append(rate[i])
+            envelope_r.append(best)
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.scatter(rate, recall, s=6, color="0.7", label="settings tried")
+    ax.step(envelope_x, envelope_r, where="post", color="tab:blue", label="best recall")
+    ax.scatter([chosen[1]], [chosen[0]], s=40, color="red", zorder=3, label="chosen")
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("false events per hour (background + non-event states)")
+    ax.set_ylabel("event recall")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{label}: validation subjects")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
     plt.close(fig)

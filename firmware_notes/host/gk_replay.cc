@@ -9,6 +9,8 @@
 //   output t end q*K    -> "probs p*K", "smoothed s*K", then "event index confidence t end"
 //                          when the detector fires
 //   probs t end p*K     -> the same for float probabilities (no dequantisation)
+//   classes (smoothing threshold min_consecutive refractory_s is_event)*K
+//                       -> after setup: per-class post-processing (a new detector)
 //   reset               -> gap: ring buffer and detector restart
 //   eventline t label confidence latency_ms | gapline t reason seconds
 //   sampleline decimals v...                -> the formatted line
@@ -66,6 +68,27 @@ void setup(Pipeline& p, std::istringstream& in) {
                                      p.smoothed.data());
 }
 
+// Per-class settings, as model_config.h's kClass* arrays and kIsEventClass.
+void classes(Pipeline& p, std::istringstream& in) {
+  std::vector<int> smoothing(p.classes), min_consecutive(p.classes);
+  std::vector<double> threshold(p.classes), refractory(p.classes);
+  bool is_event[GK_MAX_CLASSES];
+  int longest = 1;
+  for (int c = 0; c < p.classes; ++c) {
+    smoothing[c] = static_cast<int>(number(in));
+    threshold[c] = number(in);
+    min_consecutive[c] = static_cast<int>(number(in));
+    refractory[c] = number(in);
+    is_event[c] = number(in) != 0.0;
+    if (smoothing[c] > longest) longest = smoothing[c];
+  }
+  p.history.assign(longest * p.classes, 0.0f);
+  delete p.detector;
+  p.detector = new gk::EventDetector(p.classes, smoothing.data(), threshold.data(),
+                                     min_consecutive.data(), refractory.data(), is_event,
+                                     p.history.data(), p.smoothed.data());
+}
+
 void update(Pipeline& p, const float* probs, double t, long end) {
   gk::Event event{};
   const bool fired = p.detector->update(probs, t, end, &event);
@@ -113,6 +136,8 @@ int main() {
         for (float& v : probs) v = static_cast<float>(number(in));
       }
       update(p, probs.data(), t, end);
+    } else if (command == "classes") {
+      classes(p, in);
     } else if (command == "reset") {
       p.ring->reset();
       p.detector->reset();

@@ -1,0 +1,142 @@
+"""`gesturekit calibrate`: per-class post-processing from the validation subjects, written into
+the bundle without re-exporting, and refused cleanly on bad input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gesturekit.cli import main
+from gesturekit.device.bundle import load_bundle, write_model_json
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture()
+def bundle_copy(quick_bundle, tmp_path) -> Path:
+    out = tmp_path / "bundle"
+    shutil.copytree(quick_bundle, out)
+    bundle = load_bundle(out)
+    bundle.event_classes = ["jump", "punch", "turn"]  # walk is a state
+    write_model_json(bundle)
+    return out
+
+
+def test_calibrate_writes_per_class_settings_chosen_on_validation_subjects_only(
+        bundle_copy, quick_run, synth_dataset, capsys):
+    from gesturekit.device.backends import Classifier
+    from gesturekit.device.postprocess import PostprocessConfig
+    from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+    from gesturekit.train.datasets import load_dataset
+    from gesturekit.train.runs import load_run
+
+    model_data = (bundle_copy / "model_data.cc").read_bytes()
+    assert main(["calibrate", str(bundle_copy), str(synth_dataset), "--max-false-per-hour", "20",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    split = load_run(quick_run).split
+    assert result["validation_subjects"] == split["val"]
+    assert not set(result["validation_subjects"]) & set(split["test"])
+
+    bundle = load_bundle(bundle_copy)
+    assert bundle.event_classes == ["jump", "punch", "turn"]
+    assert set(bundle.postprocess["per_class"]) == {"jump", "punch", "turn"}
+    assert bundle.calibration["max_false_per_hour"] == 20 and bundle.calibration["budget_met"]
+    v = bundle.calibration["validation"]
+    for rate in (v["false_events_per_hour_background"], v["false_events_per_hour_states"]):
+        assert rate is None or rate <= 20
+    # The figures are what the runner's own replay gives on those subjects with the new bundle.
+    dataset = load_dataset(synth_dataset)
+    sessions = [StreamSession(s.name, s.data, s.label_ids) for s in dataset.sessions
+                if s.subject in split["val"]]
+    again = evaluate_stream(bundle, sessions, dataset.labels, Classifier(bundle, "ai_edge_litert", "float"),
+                            PostprocessConfig.for_bundle(bundle))
+    for key in ("per_class", "false_events", "false_events_in_background", "recall"):
+        assert again[key] == v[key]
+    assert v["recall"] > 0.5  # the synthetic gestures are easy on the validation subject
+
+    # model_config.h got the same settings; the model itself was not touched.
+    header = (bundle_copy / "model_config.h").read_text()
+    thresholds = [bundle.postprocess["per_class"].get(label, bundle.postprocess)["threshold"]
+                  for label in bundle.labels]
+    assert f"kClassThreshold[kNumClasses] = {{{', '.join(repr(float(t)) for t in thresholds)}}};" in header
+    events = ", ".join(str(label in bundle.event_classes).lower() for label in bundle.labels)
+    assert f"kIsEventClass[kNumClasses] = {{{events}}};" in header
+    assert (bundle_copy / "model_data.cc").read_bytes() == model_data
+    # One plot per event class, in the report.
+    report = (bundle_copy / "report.md").read_text()
+    assert report.count("## Calibration") == 1
+    for label, name in bundle.calibration["figures"].items():
+        assert (bundle_copy / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"![{label}]({name})" in report
+
+    # Again without a budget (best F1): the report's section is replaced, not appended.
+    assert main(["calibrate", str(bundle_copy), str(synth_dataset)]) == 0
+    assert (bundle_copy / "report.md").read_text().count("## Calibration") == 1
+    assert load_bundle(bundle_copy).calibration["max_false_per_hour"] is None
+
+
+def _csv_without(dataset: Path, out: Path, subjects: set[str] = frozenset(),
+                 rename: tuple[str, str] | None = None) -> Path:
+    """A copy of the synthetic dataset without some subjects' files, or with a column renamed."""
+    shutil.copytree(dataset, out)
+    for f in out.glob("*.csv"):
+        if f.name[1:3].lstrip("0") in subjects:
+            f.unlink()
+        elif rename:
+            lines = f.read_text().split("\n", 1)
+            f.write_text(lines[0].replace(rename[0], rename[1]) + "\n" + lines[1])
+    if rename:
+        toml = out / "dataset.toml"
+        toml.write_text(toml.read_text().replace(f'"{rename[0]}"', f'"{rename[1]}"'))
+    return out
+
+
+@pytest.mark.parametrize("case", ["budget", "negative", "run_gone", "validation_gone", "channel"])
+def test_bad_input_is_one_line_exit_2_and_leaves_the_bundle_untouched(
+        case, bundle_copy, quick_run, synth_dataset, tmp_path, capsys):
+    data = synth_dataset
+    args = []
+    if case == "budget":
+        args = ["--max-false-per-hour", "0"]
+    elif case == "negative":
+        args = ["--max-false-per-hour", "-3"]
+    elif case == "run_gone":
+        bundle = load_bundle(bundle_copy)
+        bundle.training["run"] = str(tmp_path / "deleted_run")
+        write_model_json(bundle)
+    elif case == "validation_gone":
+        data = _csv_without(synth_dataset, tmp_path / "data", set(load_bundle(bundle_copy)
+                                                                  .training["split"]["val"]))
+    else:
+        data = _csv_without(synth_dataset, tmp_path / "data", rename=("gz", "gyro_z"))
+    before = snapshot(bundle_copy)
+    assert main(["calibrate", str(bundle_copy), str(data), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    expected = {"budget": "--max-false-per-hour 0.0", "negative": "expected a positive number",
+                "run_gone": "run folder", "validation_gone": "validation subjects",
+                "channel": "gz"}[case]
+    assert expected in err
+    assert snapshot(bundle_copy) == before
+    assert not list(bundle_copy.glob(".*"))  # no temporary file left behind
+
+
+def test_an_old_format_bundle_loads_with_every_class_but_the_background_as_events(bundle_copy):
+    """Format 1 had no event_classes or per_class: it loads, and the defaults apply."""
+    path = bundle_copy / "model.json"
+    d = json.loads(path.read_text())
+    d["format_version"] = 1
+    for key in ("event_classes", "calibration"):
+        d.pop(key)
+    path.write_text(json.dumps(d))
+    bundle = load_bundle(bundle_copy)
+    assert bundle.events == [label for label in bundle.labels if label != bundle.background_label]
+    assert np.all([label in bundle.labels for label in bundle.events])
