@@ -16,7 +16,7 @@ through the board against the `tflite_micro` backend (must be byte-equal) and ai
 Results: bench/results/firmware_board.json. Run (bundles from `gesturekit export`, the CNN head
 with `--model cnn`; the demo bundle and session from `make demo` or any synthetic run):
     .venv/bin/python bench/firmware_board.py --bundle B --cnn-bundle C --demo-bundle D \
-        --demo-session demo/data/s02_session1.csv [--icount-windows 5] [--cold-build]
+        --demo-session demo/data/s02_session1.csv [--icount-windows 8] [--release] [--cold-build]
 """
 
 from __future__ import annotations
@@ -113,14 +113,15 @@ def session_stream(path: Path, windows: int | None, bundle) -> tuple[np.ndarray,
                     np.float32), stream
 
 
-def measure_build(bundle_dir: str, kernels: str, icount_windows: int) -> dict:
+def measure_build(bundle_dir: str, kernels: str, icount_windows: int, release: bool = False) -> dict:
     bundle = load_bundle(bundle_dir)
-    build = emulate.build_firmware("classifier", bundle_dir, kernels=kernels)
+    build = emulate.build_firmware("classifier", bundle_dir, kernels=kernels, release=release)
     samples, stream = session_stream(HAPT / HAPT_SESSIONS[0], icount_windows, bundle)
     start = time.monotonic()
     run = emulate.feed_classifier(build.elf, stream, icount=True)
     ticks = np.array(list(run.ticks.values()))
-    return {"kernels": kernels, "size": size_of(build.elf), "flash_split": flash_split(build.map),
+    return {"kernels": kernels + (" (TFLM_RELEASE=1)" if release else ""),
+            "size": size_of(build.elf), "flash_split": flash_split(build.map),
             "model_bytes": bundle.path("int8").stat().st_size,
             "arena_used": run.stats["arena_used"], "arena_bytes": run.stats["arena_bytes"],
             "stack_used": run.stats["stack_used"], "stack_bytes": run.stats["stack_bytes"],
@@ -199,9 +200,10 @@ def main() -> None:
     ap.add_argument("--cnn-bundle", help="the CNN head bundle (`gesturekit export --model cnn`)")
     ap.add_argument("--demo-bundle", help="the demo's (synthetic) bundle")
     ap.add_argument("--demo-session", help="the demo's session CSV")
-    ap.add_argument("--icount-windows", type=int, default=5)
+    ap.add_argument("--icount-windows", type=int, default=8)
     ap.add_argument("--cold-build", action="store_true", help="also time TFLM builds from nothing")
     ap.add_argument("--skip-equality", action="store_true")
+    ap.add_argument("--release", action="store_true", help="also the CNN-LSTM with TFLM_RELEASE=1")
     args = ap.parse_args()
     emulate.check_tools()
 
@@ -212,9 +214,12 @@ def main() -> None:
                 builds.append({**measure_build(bundle_dir, kernels, args.icount_windows), "model": name})
                 print(f"{name} {kernels}: {builds[-1]['instructions_per_invoke'] / 1e6:.2f} M "
                       "instructions per Invoke", flush=True)
+    if args.release:  # the default model, CMSIS-NN, TFLM without error strings and asserts
+        builds.append({**measure_build(args.bundle, "cmsis_nn", args.icount_windows, True),
+                       "model": "cnn_lstm"})
     same = {b["model"]: b["int8_first_windows"] for b in builds if b["kernels"] == "reference"}
-    kernels_agree = {b["model"]: b["int8_first_windows"] == same.get(b["model"])
-                     for b in builds if b["kernels"] == "cmsis_nn"}
+    kernels_agree = {f"{b['model']} {b['kernels']}": b["int8_first_windows"] == same.get(b["model"])
+                     for b in builds if b["kernels"] != "reference"}
     stream = emulate.build_firmware("stream", recording=HAPT / HAPT_SESSIONS[0])
     results = {"machine": platform.platform(), "qemu": subprocess.run(
         ["qemu-system-arm", "--version"], capture_output=True, text=True).stdout.splitlines()[0],

@@ -114,6 +114,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                                 "dataset.toml")
     emu.add_argument("--kernels", choices=("cmsis_nn", "reference"), default="cmsis_nn",
                      help="TFLM kernels (default cmsis_nn)")
+    emu.add_argument("--release", action="store_true",
+                     help="TFLM without error strings and assertions (about 25 KB less flash)")
     emu.add_argument("--tflm", help="TensorFlow Lite Micro tree with tflm.mk (default "
                                     "../shared/third_party/tflite-micro beside the repository)")
     emu.add_argument("--windows", action="store_true",
@@ -240,7 +242,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
         raise UserError("--recording is for --firmware stream; feed the classifier with "
                         "`gesturekit simulate REC --port PTY`")
     build = build_firmware(args.firmware, args.bundle, args.recording, args.kernels, args.tflm,
-                           rate_hz=args.rate)
+                           rate_hz=args.rate, release=args.release)
     stopped = []
     _on_signals(lambda: stopped.append(True))
     with Qemu(build.elf) as qemu:

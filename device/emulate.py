@@ -103,8 +103,10 @@ class Build:
 def build_firmware(firmware: str, bundle: str | os.PathLike | None = None,
                    recording: str | os.PathLike | None = None, kernels: str = "cmsis_nn",
                    tflm: str | os.PathLike | None = None, out: Path | None = None,
-                   tflm_sources: str = "model", rate_hz: float | None = None) -> Build:
-    """Build `classifier` (needs the bundle) or `stream` (needs a recording); returns the .elf."""
+                   tflm_sources: str = "model", rate_hz: float | None = None,
+                   release: bool = False) -> Build:
+    """Build `classifier` (needs the bundle) or `stream` (needs a recording); returns the .elf.
+    `release`: TFLM without error strings and assertions (TFLM_RELEASE=1), 25 KB smaller."""
     check_tools()
     if firmware not in FIRMWARES:
         raise UserError(f"--firmware {firmware}: expected one of {', '.join(FIRMWARES)}")
@@ -115,7 +117,7 @@ def build_firmware(firmware: str, bundle: str | os.PathLike | None = None,
         raise UserError(f"--tflm {tflm}: no tflm.mk there; expected a TensorFlow Lite Micro tree "
                         "like ../shared/third_party/tflite-micro")
     args = [f"TFLM={tflm.resolve()}", f"TFLM_KERNELS={kernels}", f"TFLM_SOURCES={tflm_sources}",
-            f"CACHE={CACHE}"]
+            f"TFLM_RELEASE={int(release)}", f"CACHE={CACHE}"]
     if firmware == "classifier":
         if bundle is None:
             raise UserError("--firmware classifier needs a bundle (from `gesturekit export`)")
@@ -123,7 +125,7 @@ def build_firmware(firmware: str, bundle: str | os.PathLike | None = None,
         if not (bundle / "model_config.h").is_file():
             raise UserError(f"{bundle}: no model_config.h; expected a bundle from `gesturekit export`")
         key = _digest((bundle / "model_config.h").read_bytes(), (bundle / "model_data.cc").read_bytes(),
-                      kernels.encode(), tflm_sources.encode(), _sources_digest())
+                      kernels.encode(), tflm_sources.encode(), bytes([release]), _sources_digest())
         args.append(f"BUNDLE={bundle}")
     else:
         if recording is None:
