@@ -20,10 +20,12 @@ class AugmentConfig:
     scaling: float = 0.0  # std of a per-window, per-channel gain around 1
     rotation_deg: float = 0.0  # largest rotation angle of the shared triad rotation
     time_warp: float = 0.0  # std of the random local speed (0.2 = +-20%)
+    mixup_alpha: float = 0.0  # Beta(alpha, alpha) blend of window pairs (fit.mixup); 0 = off
 
     @property
     def enabled(self) -> bool:
-        return any(v > 0 for v in asdict(self).values())
+        """Whether any per-window transform is on (mixup is applied separately, in fit)."""
+        return any(v > 0 for k, v in asdict(self).items() if k != "mixup_alpha")
 
     def to_dict(self) -> dict:
         return asdict(self)

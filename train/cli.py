@@ -109,9 +109,10 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--config", help="JSON or TOML file of training settings (default: none)")
     train.add_argument("--seed", type=int, help="seed of splits, weights and shuffling (default 0)")
     train.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
-    train.add_argument("--strategy", choices=STRATEGIES,
+    train.add_argument("--strategy", choices=(*STRATEGIES, "auto"),
                        help="direct (default: the whole CNN-LSTM with class weights, best on HAPT) "
-                            "or three-phase (sandbox, CNN head, frozen-CNN LSTM)")
+                            "or three-phase (sandbox, CNN head, frozen-CNN LSTM); auto: the one "
+                            "that wins `compare` on --folds (default 3) of the training subjects")
     train.add_argument("--weights", choices=WEIGHT_MODES,
                        help="class-weight mode for every phase (default: inverse, and the two "
                             "below for three-phase)")
@@ -128,12 +129,17 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                        help="comma-separated, e.g. 2,4,9 (default: a seeded 20%% of the subjects)")
     train.add_argument("--val-subjects", type=_subjects,
                        help="comma-separated, from the rest (default: a seeded 20%% of them)")
-    train.add_argument("--window", type=int, help="samples per window (default 128)")
-    train.add_argument("--hop", type=int, help="samples between windows (default 64)")
-    train.add_argument("--train-hop", type=int,
+    train.add_argument("--window", help="window length, samples (128) or seconds (2.5s); default: "
+                                        "the median segment of the dataset's briefest class")
+    train.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
+    train.add_argument("--train-hop",
                        help="hop for cutting training windows only (default: --hop)")
     train.add_argument("--purity", type=float,
                        help="share of a window its label must cover (default 0.6)")
+    train.add_argument("--folds", type=int,
+                       help="K > 1: leave-subjects-out cross-validation over the non-test subjects "
+                            "(each fold reported), then the model trained on all of them for the "
+                            "epochs the folds chose; K+1 trainings, for small datasets (default off)")
     train.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
     train.add_argument("--distribute", choices=DISTRIBUTE, help="tf.distribute strategy (default: none)")
     add_dataset_options(train)
@@ -162,13 +168,17 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     weights = args.weights
     cfg = build_config(
-        args.config, quick=args.quick, seed=args.seed, strategy=args.strategy,
+        args.config, quick=args.quick, seed=args.seed,
+        strategy=None if args.strategy == "auto" else args.strategy,
         cnn_weights=args.cnn_weights or weights, lstm_weights=args.lstm_weights or weights,
         direct_weights=weights, beta=args.beta, loss=args.loss, gamma=args.gamma,
         test_subjects=args.test_subjects, val_subjects=args.val_subjects, window=args.window,
         hop=args.hop, train_hop=args.train_hop, purity=args.purity, distribute=args.distribute,
+        folds=args.folds,
         sandbox=False if args.skip_sandbox else None,
         augment=AUGMENT_DEFAULTS if args.augment else None)
+    if args.strategy == "auto":
+        from gesturekit.train.compare import train_auto as train_run
     train_run(args.data, args.out, cfg, dataset_overrides(args), force=args.force)
     print(f"run folder: {args.out} (report.md, metrics.json, model.keras)")
     return 0
@@ -210,9 +220,9 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
     compare.add_argument("--test-subjects", type=_subjects, help="comma-separated, e.g. 2,4,9")
     compare.add_argument("--val-subjects", type=_subjects, help="comma-separated, from the rest")
-    compare.add_argument("--window", type=int, help="samples per window (default 128)")
-    compare.add_argument("--hop", type=int, help="samples between windows (default 64)")
-    compare.add_argument("--train-hop", type=int, help="hop for training windows (default: --hop)")
+    compare.add_argument("--window", help="window length, samples or seconds (default: as train)")
+    compare.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
+    compare.add_argument("--train-hop", help="hop for training windows (default: --hop)")
     compare.add_argument("--purity", type=float, help="share of a window its label must cover (0.6)")
     compare.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
     add_dataset_options(compare)

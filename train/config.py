@@ -36,12 +36,16 @@ class TrainConfig:
     # three-phase by 0.02 macro-F1 at natural imbalance and at 50x; see the README.
     strategy: str = "direct"
     seed: int = 0
-    window: int = 128
-    hop: int = 64
+    # Window and hops: samples (128), seconds ("2.5s"), or None: the window from the dataset
+    # (`trainer.resolve_window`: its shortest class's median segment), the hop half of it and
+    # the training hop equal to the hop. The run's config.json holds the samples it used.
+    window: int | str | None = None
+    hop: int | str | None = None
     purity: float = 0.6
-    train_hop: int | None = None  # denser training windows (more offsets of rare gestures); None = hop
+    train_hop: int | str | None = None  # denser training windows (more offsets of rare gestures)
     test_subjects: list[str] | None = None
     val_subjects: list[str] | None = None
+    folds: int = 0  # > 1: subject-wise cross-validation, then the final model on every subject
     sandbox: bool = True
     cnn_weights: str = "sqrt"  # phase 2 (three-phase)
     lstm_weights: str = "inverse"  # phase 3 (three-phase)
@@ -52,12 +56,19 @@ class TrainConfig:
     deterministic: bool = False  # TF op determinism: 1.3x slower; CPU runs repeat without it
     distribute: str = "none"
     thin: dict | None = None  # {"classes": [...], "min_ratio": 50}: extreme-imbalance experiments
+    # Distillation: a teacher with these model settings (e.g. {"lstm_units": 64}) trains first;
+    # the student learns from labels blended with its softened probabilities. None = off.
+    derive: list[str] = field(default_factory=list)  # SCREENING: magnitude, session_norm
+    teacher: dict | None = None
+    distill_alpha: float = 0.5  # share of the one-hot labels in the student's targets
+    distill_temperature: float = 2.0
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sandbox_phase: SandboxConfig = field(default_factory=SandboxConfig)
     cnn: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
     lstm: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
     direct: PhaseBudget = field(default_factory=lambda: PhaseBudget(60, 15, 10, 64, 1e-3))
+    finetune: PhaseBudget = field(default_factory=lambda: PhaseBudget(0, 5, 5, 64, 1e-4))  # 0 = off
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,11 +85,40 @@ class TrainConfig:
         if self.distribute not in DISTRIBUTE:
             raise UserError(f"--distribute: unknown {self.distribute!r}; expected one of "
                             f"{', '.join(DISTRIBUTE)}")
-        if self.train_hop is not None and self.train_hop <= 0:
-            raise UserError(f"--train-hop must be positive (got {self.train_hop})")
-        if self.window <= 0 or self.hop <= 0 or not 0 < self.purity <= 1:
-            raise UserError(f"window and hop must be positive and 0 < purity <= 1 (got "
-                            f"{self.window}, {self.hop}, {self.purity})")
+        for name in ("window", "hop", "train_hop"):
+            length = getattr(self, name)
+            if length is not None:
+                parse_length(length, f"--{name.replace('_', '-')}")
+        if self.folds == 1 or self.folds < 0:
+            raise UserError(f"--folds: expected 0 (off) or at least 2 folds (got {self.folds})")
+        if not 0 < self.purity <= 1:
+            raise UserError(f"--purity must be in (0, 1] (got {self.purity})")
+        if self.teacher is not None:
+            bad = [k for k in self.teacher if k not in {f.name for f in fields(ModelConfig)}]
+            if not isinstance(self.teacher, dict) or bad:
+                raise UserError(f"teacher: expected a table of model settings "
+                                f"({', '.join(f.name for f in fields(ModelConfig))}); got {bad}")
+
+
+def parse_length(value: int | str, flag: str) -> tuple[float, str]:
+    """A window or hop length: an int or "128" (samples), or "2.5s" (seconds). Returns
+    (amount, "samples" or "s"); a user error naming `flag` when it is neither or not positive."""
+    text = str(value).strip()
+    unit = "s" if text.endswith("s") else "samples"
+    try:
+        amount = float(text[:-1]) if unit == "s" else int(text)
+    except ValueError:
+        raise UserError(f"{flag}: expected a number of samples (128) or seconds (2.5s), "
+                        f"got {value!r}") from None
+    if not amount > 0 or amount != amount or amount == float("inf"):
+        raise UserError(f"{flag}: must be positive (got {value!r})")
+    return amount, unit
+
+
+def to_samples(value: int | str, rate_hz: float, flag: str) -> int:
+    """`parse_length` in samples at `rate_hz` (seconds are rounded, at least 1 sample)."""
+    amount, unit = parse_length(value, flag)
+    return max(1, round(amount * rate_hz)) if unit == "s" else int(amount)
 
 
 QUICK = {
@@ -89,7 +129,7 @@ QUICK = {
 }
 
 _NESTED = {"model": ModelConfig, "augment": AugmentConfig, "sandbox_phase": SandboxConfig,
-           "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget}
+           "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget, "finetune": PhaseBudget}
 
 
 def apply_values(cfg: TrainConfig, values: dict, where: str) -> TrainConfig:

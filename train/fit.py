@@ -19,6 +19,7 @@ class Arrays:
 
     x: np.ndarray  # (W, T, C) float32, raw units
     y: np.ndarray  # (W,) int64
+    subjects: np.ndarray | None = None  # (W,) str, whose window it is
 
 
 @dataclass
@@ -28,47 +29,89 @@ class PhaseBudget:
     patience: int  # epochs without a better validation macro-F1 before stopping
     batch_size: int
     learning_rate: float
+    # Weight averaging: the saved weights are the mean of this many epochs' weights, ending
+    # at the best epoch (1 = the best epoch alone). A flatter, less seed-dependent minimum.
+    average_epochs: int = 1
+    # Ties in validation macro-F1 (common once validation is perfect) go to the epoch with the
+    # lower validation cross-entropy instead of the earliest: a wider margin, not the first
+    # epoch that happened to classify every validation window.
+    ties_by_loss: bool = False
 
 
-def fit_phase(model, name: str, train: Arrays, val: Arrays, normalize: Callable, n_classes: int,
+def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,
+          rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mixup (Zhang et al. 2018): each window blended with a random partner, lambda ~
+    Beta(alpha, alpha) kept >= 0.5 so the window stays mostly itself; targets and sample weights
+    blend alike. Inputs are normalised windows (W, T, C), targets (W, K), weights (W,)."""
+    lam = rng.beta(alpha, alpha, len(x)).astype(np.float32)
+    lam = np.maximum(lam, 1 - lam)
+    partner = rng.permutation(len(x))
+    mix = lam[:, None, None]
+    return (mix * x + (1 - mix) * x[partner],
+            lam[:, None] * targets + (1 - lam[:, None]) * targets[partner],
+            lam * weights + (1 - lam) * weights[partner])
+
+
+def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Callable, n_classes: int,
               budget: PhaseBudget, class_weight: np.ndarray, seed: int,
               aug: AugmentConfig | None = None, aug_context: tuple = (),
-              progress: Callable[[str], None] = print) -> dict:
+              progress: Callable[[str], None] = print, targets: np.ndarray | None = None) -> dict:
     """Train a compiled `model`; returns the history and the best epoch.
 
     `normalize` maps raw windows to model input; augmentation (if any) is applied to raw
-    windows with a generator seeded per epoch, so runs repeat exactly.
+    windows with a generator seeded per epoch, so runs repeat exactly. `targets` (W, K) replaces
+    the one-hot labels (a teacher's soft targets); class weights follow the hard labels.
+    Without `val` every epoch of the budget runs and the last one's weights are kept.
     """
-    x_val = normalize(val.x)
+    x_val = normalize(val.x) if val is not None else None
     x_train = normalize(train.x)
-    onehot = np.eye(n_classes, dtype=np.float32)[train.y]  # (W, K)
-    weights = {i: float(w) for i, w in enumerate(class_weight)}
+    if targets is None:
+        targets = np.eye(n_classes, dtype=np.float32)[train.y]  # (W, K)
+    sample_weight = np.asarray(class_weight, np.float32)[train.y]  # (W,)
     history: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "val_macro_f1": [],
-                                       "val_accuracy": [], "seconds": []}
-    best_f1, best_epoch, best_weights = -1.0, 0, model.get_weights()
+                                       "val_accuracy": [], "val_loss": [], "seconds": []}
+    best_f1, best_epoch, best_loss = -1.0, 0, np.inf
+    recent: list[list[np.ndarray]] = []  # the last `average_epochs` epochs' weights
+    best_weights = model.get_weights()
     for epoch in range(1, budget.epochs + 1):
         start = time.perf_counter()
-        x_epoch = x_train
+        rng = np.random.default_rng([seed, epoch])
+        x_epoch, y_epoch, w_epoch = x_train, targets, sample_weight
         if aug is not None and aug.enabled:
-            rng = np.random.default_rng([seed, epoch])
             x_epoch = normalize(augment(train.x, aug, rng, *aug_context))
-        fit = model.fit(x_epoch, onehot, batch_size=budget.batch_size, epochs=1, verbose=0,
-                        class_weight=weights, shuffle=True)
-        pred = model.predict(x_val, batch_size=512, verbose=0).argmax(axis=1)
-        f1 = macro_f1(val.y, pred, n_classes)
+        if aug is not None and aug.mixup_alpha > 0:
+            x_epoch, y_epoch, w_epoch = mixup(x_epoch, y_epoch, w_epoch, aug.mixup_alpha, rng)
+        fit = model.fit(x_epoch, y_epoch, batch_size=budget.batch_size, epochs=1, verbose=0,
+                        sample_weight=w_epoch, shuffle=True)
+        recent = (recent + [model.get_weights()])[-budget.average_epochs:]
+        val_loss = 0.0
+        if x_val is not None:
+            probs = model.predict(x_val, batch_size=512, verbose=0)  # (W, K)
+            pred = probs.argmax(axis=1)
+            f1, accuracy = macro_f1(val.y, pred, n_classes), float((pred == val.y).mean())
+            val_loss = float(-np.log(np.clip(probs[np.arange(len(val.y)), val.y], 1e-7, 1)).mean())
+        else:  # no validation subjects (the final fit after cross-validation): the last epoch
+            f1, accuracy = float(epoch), float("nan")
         history["loss"].append(float(fit.history["loss"][0]))
         history["train_accuracy"].append(float(fit.history.get("accuracy", [np.nan])[0]))
-        history["val_macro_f1"].append(f1)
-        history["val_accuracy"].append(float((pred == val.y).mean()))
+        history["val_macro_f1"].append(f1 if x_val is not None else float("nan"))
+        history["val_accuracy"].append(accuracy)
+        history["val_loss"].append(val_loss if x_val is not None else float("nan"))
         history["seconds"].append(time.perf_counter() - start)
-        improved = f1 > best_f1
+        improved = f1 > best_f1 or (budget.ties_by_loss and f1 == best_f1 and val_loss < best_loss)
         if improved:
-            best_f1, best_epoch, best_weights = f1, epoch, model.get_weights()
+            best_f1, best_epoch, best_loss = f1, epoch, val_loss
+            best_weights = [np.mean(ws, axis=0) for ws in zip(*recent, strict=True)]
         progress(f"  {name} epoch {epoch:3d}/{budget.epochs}  loss {history['loss'][-1]:.4f}  "
-                 f"val macro-F1 {f1:.3f}{' *' if improved else ''}  "
-                 f"({history['seconds'][-1]:.1f} s)")
+                 + (f"val macro-F1 {f1:.3f}{' *' if improved else ''}  " if x_val is not None else "")
+                 + f"({history['seconds'][-1]:.1f} s)")
         if epoch >= budget.min_epochs and epoch - best_epoch >= budget.patience:
             break
     model.set_weights(best_weights)
-    return {"history": history, "best_epoch": best_epoch, "best_val_macro_f1": best_f1,
-            "epochs": len(history["loss"])}
+    result = {"history": history, "best_epoch": best_epoch,
+              "best_val_macro_f1": best_f1 if x_val is not None else None,
+              "epochs": len(history["loss"])}
+    if budget.average_epochs > 1 and x_val is not None:  # the averaged weights' own score
+        pred = model.predict(x_val, batch_size=512, verbose=0).argmax(axis=1)
+        result["averaged_val_macro_f1"] = macro_f1(val.y, pred, n_classes)
+    return result

@@ -9,6 +9,7 @@ import numpy as np
 
 CONFUSION_PNG = "confusion.png"
 CURVES_PNG = "learning_curves.png"
+SUBJECTS_PNG = "subjects.png"
 REPORT_MD = "report.md"
 
 
@@ -61,6 +62,29 @@ def plot_curves(path: Path, histories: dict[str, dict]) -> None:
     plt.close(fig)
 
 
+def plot_subjects(path: Path, per_subject: dict[str, dict], overall: float,
+                  validation: float | None) -> None:
+    """Test macro-F1 of each test subject as bars, with the overall and validation figures."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(per_subject)
+    fig, ax = plt.subplots(figsize=(2 + 0.5 * len(names), 3.5))
+    ax.bar(names, [per_subject[n]["macro_f1"] for n in names], color="tab:blue")
+    ax.axhline(overall, color="black", lw=1, label=f"all test windows {overall:.3f}")
+    if validation is not None:
+        ax.axhline(validation, color="tab:orange", ls="--", lw=1,
+                   label=f"validation (best epoch) {validation:.3f}")
+    ax.set(xlabel="test subject", ylabel="macro-F1", ylim=(0, 1), title="each new person")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def scores_markdown(s: dict) -> list[str]:
     """Summary line, per-class table and collapse flags of a `metrics.scores` dict."""
     lines = [f"macro-F1 **{s['macro_f1']:.3f}**, balanced accuracy {s['balanced_accuracy']:.3f}, "
@@ -96,8 +120,9 @@ def write_report(out: Path, test_scores: dict, histories: dict[str, dict], title
             lines += ["| phase | result |", "|---|---|"]
             for name, r in phases.items():
                 if "epochs" in r:
-                    detail = (f"{r['epochs']} epochs, best {r['best_epoch']}, validation macro-F1 "
-                              f"{r['best_val_macro_f1']:.3f}, weights {r['weight_mode']}")
+                    chosen = (f"best {r['best_epoch']}, validation macro-F1 {r['best_val_macro_f1']:.3f}"
+                              if r["best_val_macro_f1"] is not None else "the folds' choice")
+                    detail = f"{r['epochs']} epochs, {chosen}, weights {r['weight_mode']}"
                 elif r.get("skipped"):
                     detail = "skipped"
                 else:
@@ -105,12 +130,32 @@ def write_report(out: Path, test_scores: dict, histories: dict[str, dict], title
                               f"validation balanced accuracy {r['val_balanced_accuracy']:.2f}")
                 lines.append(f"| {name} | {detail} |")
             lines.append("")
+        cv = metrics.get("cross_validation")
+        if cv:
+            lines += [f"Cross-validation over {len(cv['folds'])} subject folds: validation macro-F1 "
+                      f"{cv['val_macro_f1_mean']:.3f} ± {cv['val_macro_f1_std']:.3f}; the model was "
+                      "then trained on every non-test subject for "
+                      + ", ".join(f"{n} epochs ({p})" for p, n in cv["epochs"].items()) + ".", "",
+                      "| fold | validation subjects | macro-F1 | best epochs |", "|---|---|---:|---|"]
+            lines += [f"| {i} | {', '.join(f['val_subjects'])} | {f['val_macro_f1']:.3f} | "
+                      + ", ".join(f"{p} {n}" for p, n in f["best_epochs"].items()) + " |"
+                      for i, f in enumerate(cv["folds"], start=1)]
+            lines.append("")
         if "cnn_head_test" in metrics:
             h = metrics["cnn_head_test"]
             lines += [f"Phase-2 CNN head alone on the test subjects: macro-F1 {h['macro_f1']:.3f}, "
                       f"balanced accuracy {h['balanced_accuracy']:.3f}.", ""]
     lines += ["## Test", ""] + scores_markdown(test_scores)
     lines += ["", f"![confusion matrix]({CONFUSION_PNG})", ""]
+    if test_scores.get("per_subject"):
+        validation = (metrics or {}).get("validation_macro_f1")
+        plot_subjects(out / SUBJECTS_PNG, test_scores["per_subject"], test_scores["macro_f1"],
+                      validation)
+        lines += ["## Each test subject", "", "| subject | macro-F1 | balanced accuracy | windows |",
+                  "|---|---:|---:|---:|"]
+        lines += [f"| {name} | {v['macro_f1']:.3f} | {v['balanced_accuracy']:.3f} | {v['windows']} |"
+                  for name, v in test_scores["per_subject"].items()]
+        lines += ["", f"![test macro-F1 per subject]({SUBJECTS_PNG})", ""]
     if any("val_macro_f1" in h for h in histories.values()):
         plot_curves(out / CURVES_PNG, histories)
         lines += [f"![learning curves]({CURVES_PNG})", ""]

@@ -14,15 +14,47 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit import __version__
-from gesturekit.device.windowing import Normalization
+from gesturekit.device.windowing import Normalization, label_runs
 from gesturekit.errors import UserError
+from gesturekit.train import crossval
 from gesturekit.train.augment import channel_triads
-from gesturekit.train.config import TrainConfig
-from gesturekit.train.datasets import Dataset, load_dataset, make_windows, split_subjects
+from gesturekit.train.config import TrainConfig, to_samples
+from gesturekit.train.datasets import Dataset, Split, load_dataset, make_windows, split_subjects
 from gesturekit.train.fit import Arrays
 from gesturekit.train.imbalance import imbalance_ratio, thin_to_ratio
 from gesturekit.train.metrics import scores
 from gesturekit.train.runs import CONFIG_JSON, METRICS_JSON, MODEL_FILES, RUN_FORMAT_VERSION
+
+
+def resolve_window(cfg: TrainConfig, dataset: Dataset) -> dict:
+    """Set `cfg.window`, `cfg.hop` and `cfg.train_hop` to samples at the dataset's rate and
+    return how the window was chosen.
+
+    The default window spans the median segment of the rarest class (fewest labelled samples,
+    never the background): the gesture the model exists to catch, which a window mostly made
+    of it recognises best. Rounded down to a multiple of 8 samples (the CNN pools by 4) and kept
+    within 0.5-10 s: 2.56 s on UCI HAPT (SIT_TO_STAND), 2.88 s on the synthetic set (jump).
+    The hop is half the window.
+    """
+    rate = dataset.sample_rate_hz
+    if cfg.window is None:
+        counts = dataset.class_counts()
+        rarest = min((i for i, name in enumerate(dataset.labels)
+                      if counts[i] and name != dataset.background_label), key=lambda i: counts[i])
+        lengths = [b - a for s in dataset.sessions for a, b in label_runs(s.label_ids)
+                   if s.label_ids[a] == rarest]
+        median = float(np.median(lengths))
+        cfg.window = max(8, int(np.clip(median, 0.5 * rate, 10 * rate)) // 8 * 8)
+        rule = (f"median segment of the rarest class, {dataset.labels[rarest]} "
+                f"({median / rate:.2f} s), rounded down to 8 samples")
+    else:
+        cfg.window = to_samples(cfg.window, rate, "--window")
+        rule = "given"
+    cfg.hop = to_samples(cfg.hop, rate, "--hop") if cfg.hop is not None else max(1, cfg.window // 2)
+    if cfg.train_hop is not None:
+        cfg.train_hop = to_samples(cfg.train_hop, rate, "--train-hop")
+    return {"window_samples": cfg.window, "window_s": cfg.window / rate, "hop_samples": cfg.hop,
+            "rule": rule}
 
 
 def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset, object, dict]:
@@ -32,17 +64,39 @@ def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset
     again exactly.
     """
     dataset = load_dataset(path, **options)
+    info = {"window": resolve_window(cfg, dataset)}
     check_dataset(dataset, cfg.window)
     split = split_subjects(dataset.subjects, cfg.seed, cfg.test_subjects, cfg.val_subjects)
-    info = {}
     if cfg.thin:
         fit_subjects = split.train + split.val  # never the test subjects
         before = imbalance_ratio(dataset, fit_subjects)
         dataset, keep = thin_to_ratio(dataset, cfg.thin["classes"], fit_subjects,
                                       cfg.thin["min_ratio"], cfg.seed)
-        info = {"keep_fraction": keep, "ratio_before": before,
-                "ratio_after": imbalance_ratio(dataset, fit_subjects)}
+        info["thinning"] = {"keep_fraction": keep, "ratio_before": before,
+                            "ratio_after": imbalance_ratio(dataset, fit_subjects)}
     return dataset, split, info
+
+
+def derive_inputs(dataset: Dataset, derive: list[str]) -> Dataset:
+    """SCREENING ONLY (issue 12): per-session standardisation and magnitude channels."""
+    from dataclasses import replace
+
+    if not derive:
+        return dataset
+    triads = channel_triads(dataset.channels, dataset.units)
+    sessions, channels = [], list(dataset.channels)
+    if "magnitude" in derive:
+        channels += [f"mag{i}" for i in range(len(triads))]
+    for s in dataset.sessions:
+        x = s.data.astype(np.float32)
+        if "magnitude" in derive:
+            x = np.concatenate([x] + [np.linalg.norm(x[:, t], axis=1, keepdims=True) for t in triads],
+                               axis=1)
+        if "session_norm" in derive:
+            x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
+        sessions.append(replace(s, data=x.astype(np.float32)))
+    return replace(dataset, sessions=sessions, channels=channels,
+                   units={**dataset.units, **{c: "" for c in channels[len(dataset.channels):]}})
 
 
 def check_dataset(dataset: Dataset, window: int) -> None:
@@ -63,7 +117,18 @@ def _arrays(dataset: Dataset, subjects: list[str], cfg: TrainConfig, name: str,
         raise UserError(f"no labelled windows for the {name} subjects {', '.join(subjects)} "
                         f"(window {cfg.window}, purity {cfg.purity}); choose other subjects "
                         "or a shorter window")
-    return Arrays(w.x, w.y)
+    return Arrays(w.x, w.y, w.subjects)
+
+
+def per_subject_scores(test: Arrays, pred: np.ndarray, labels: list[str]) -> dict[str, dict]:
+    """Macro-F1, balanced accuracy and accuracy of each test subject alone: a new person is
+    what the model meets, and the mean over windows hides the person it fails."""
+    out = {}
+    for subject in sorted(set(test.subjects.tolist()), key=lambda s: (len(s), s)):
+        mine = test.subjects == subject
+        s = scores(test.y[mine], pred[mine], labels)
+        out[subject] = {k: s[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "windows")}
+    return out
 
 
 def _scope(distribute: str) -> tuple[Callable, int]:
@@ -82,6 +147,25 @@ def _scope(distribute: str) -> tuple[Callable, int]:
     return strategy.scope, strategy.num_replicas_in_sync
 
 
+def fit_strategy(ctx) -> tuple[object, object | None, dict]:
+    """The strategy's phases on one context (teacher first when distilling): the CNN-LSTM, the
+    phase-2 CNN head (three-phase only) and each phase's result."""
+    from gesturekit.train import phases
+
+    results = {}
+    if ctx.cfg.teacher:
+        ctx.targets, results["teacher"] = phases.teacher_targets(ctx)
+    head = None
+    if ctx.cfg.strategy == "three-phase":
+        head, results["cnn"] = phases.train_cnn_head(ctx)
+        model, results["lstm"] = phases.train_lstm(ctx, head)
+        if ctx.cfg.finetune.epochs:
+            results["finetune"] = phases.fine_tune(ctx, model)
+    else:
+        model, results["direct"] = phases.train_direct(ctx)
+    return model, head, results
+
+
 def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict | None = None,
               force: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Train with `cfg` on the dataset at `data` and write the run folder `out`; returns metrics."""
@@ -98,17 +182,9 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
                             "refusing to replace it, choose another --out")
     options = options or {}
     t0 = time.perf_counter()
-    dataset, split, thin_info = prepare_dataset(data, options, cfg)
-    train = _arrays(dataset, split.train, cfg, "training", cfg.train_hop)
-    val = _arrays(dataset, split.val, cfg, "validation")
-    absent = [dataset.labels[i] for i in np.flatnonzero(np.bincount(train.y, minlength=len(
-        dataset.labels)) == 0) if dataset.class_counts()[i] > 0]
-    if absent:
-        raise UserError(f"class(es) {', '.join(absent)} have no windows in the training split "
-                        f"(subjects {', '.join(split.train)}); choose other --test-subjects/"
-                        "--val-subjects, a shorter --window or a lower --purity")
-    norm = Normalization.fit(train.x)
-    seconds = {"data": time.perf_counter() - t0}
+    dataset, split, prepared = prepare_dataset(data, options, cfg)
+    dataset = derive_inputs(dataset, cfg.derive)
+    triads = channel_triads(dataset.channels, dataset.units)
 
     import keras
     import tensorflow as tf
@@ -117,13 +193,53 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     scope, replicas = _scope(cfg.distribute)
-    ctx = phases.Context(keras=keras, cfg=cfg, train=train, val=val, labels=dataset.labels,
-                         normalize=norm.apply, scope=scope,
-                         aug_context=(channel_triads(dataset.channels, dataset.units), norm.std),
-                         progress=progress)
+
+    def make_context(train_subjects: list[str], val_subjects: list[str],
+                     run_cfg: TrainConfig) -> tuple[phases.Context, Normalization]:
+        """Windows of these subjects, normalised with the training windows' statistics."""
+        train = _arrays(dataset, train_subjects, run_cfg, "training", run_cfg.train_hop)
+        val = _arrays(dataset, val_subjects, run_cfg, "validation") if val_subjects else None
+        absent = [dataset.labels[i] for i in np.flatnonzero(np.bincount(train.y, minlength=len(
+            dataset.labels)) == 0) if dataset.class_counts()[i] > 0]
+        if absent:
+            raise UserError(f"class(es) {', '.join(absent)} have no windows in the training split "
+                            f"(subjects {', '.join(train_subjects)}); choose other --test-subjects/"
+                            "--val-subjects, a shorter --window or a lower --purity")
+        norm = Normalization.fit(train.x)
+        return phases.Context(keras=keras, cfg=run_cfg, train=train, val=val, labels=dataset.labels,
+                              normalize=norm.apply, scope=scope, aug_context=(triads, norm.std),
+                              progress=progress), norm
+
+    ctx, norm = make_context(split.train, split.val, cfg)
+    seconds = {"data": time.perf_counter() - t0}
     if replace:  # only now that the dataset loaded and split: a bad --data keeps the old run
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    phase_dir = out / "phases"
+    phase_dir.mkdir()
+    results: dict = {}
+
+    progress(f"train: {cfg.strategy} on {dataset.name}, seed {cfg.seed}; subjects train "
+             f"{len(split.train)}, val {len(split.val)}, test {len(split.test)}; windows train "
+             f"{len(ctx.train.y)}, val {len(ctx.val.y)}")
+    if cfg.sandbox:
+        t = time.perf_counter()
+        results["sandbox"] = phases.sandbox(ctx)
+        seconds["sandbox"] = time.perf_counter() - t
+    else:
+        results["sandbox"] = {"passed": None, "skipped": True}
+    cv = None
+    if cfg.folds:
+        t = time.perf_counter()
+        cv = crossval.cross_validate(
+            cfg, split.train + split.val,
+            lambda tr, va: fit_strategy(make_context(tr, va, cfg)[0])[2], progress)
+        seconds["folds"] = time.perf_counter() - t
+        # The shipped model: every non-test subject, for the epochs the folds chose.
+        split = Split(sorted(split.train + split.val, key=lambda s: (len(s), s)), [], split.test)
+        ctx, norm = make_context(split.train, [], crossval.final_config(cfg, cv["epochs"]))
+        progress(f"final: {len(split.train)} subjects, {len(ctx.train.y)} windows, epochs "
+                 + ", ".join(f"{p} {n}" for p, n in cv["epochs"].items()))
     config = {
         "format_version": RUN_FORMAT_VERSION, "gesturekit_version": __version__,
         "dataset": {"path": str(Path(data).resolve()), "options": options},
@@ -133,33 +249,12 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
         "background_label": dataset.background_label, "normalization": norm.to_dict(),
     }
     (out / CONFIG_JSON).write_text(json.dumps(config, indent=2) + "\n")
-    phase_dir = out / "phases"
-    phase_dir.mkdir()
-    results: dict = {}
-
-    progress(f"train: {cfg.strategy} on {dataset.name}, seed {cfg.seed}; subjects train "
-             f"{len(split.train)}, val {len(split.val)}, test {len(split.test)}; windows train "
-             f"{len(train.y)}, val {len(val.y)}")
-    if cfg.sandbox:
-        t = time.perf_counter()
-        results["sandbox"] = phases.sandbox(ctx)
-        seconds["sandbox"] = time.perf_counter() - t
-    else:
-        results["sandbox"] = {"passed": None, "skipped": True}
-    if cfg.strategy == "three-phase":
-        t = time.perf_counter()
-        head, results["cnn"] = phases.train_cnn_head(ctx)
-        seconds["cnn"] = time.perf_counter() - t
+    model, head, fitted = fit_strategy(ctx)
+    results.update(fitted)
+    seconds.update({name: sum(r["history"]["seconds"]) for name, r in fitted.items()})
+    if head is not None:
         head.save(out / MODEL_FILES["cnn_head"])
         head.save_weights(phase_dir / "cnn.weights.h5")
-        t = time.perf_counter()
-        model, results["lstm"] = phases.train_lstm(ctx, head)
-        seconds["lstm"] = time.perf_counter() - t
-        model.save_weights(phase_dir / "lstm.weights.h5")
-    else:
-        t = time.perf_counter()
-        model, results["direct"] = phases.train_direct(ctx)
-        seconds["direct"] = time.perf_counter() - t
     model.save(out / MODEL_FILES["cnn_lstm"])
     for name, result in results.items():
         (phase_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -168,6 +263,7 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
     test = _arrays(dataset, split.test, cfg, "test")
     pred = model.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
     test_scores = scores(test.y, pred, dataset.labels)
+    test_scores["per_subject"] = per_subject_scores(test, pred, dataset.labels)
     extra = {}
     if "cnn" in results:
         head_pred = head.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
@@ -177,12 +273,18 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
     metrics = {
         "strategy": cfg.strategy, "dataset": config["dataset"]["path"], "seed": cfg.seed,
         "split": split.to_dict(),
-        "windows": {"train": int(len(train.y)), "val": int(len(val.y)), "test": int(len(test.y))},
+        "windows": {"train": int(len(ctx.train.y)),
+                    "val": int(len(ctx.val.y)) if ctx.val is not None else 0, "test": int(len(test.y))},
         "train_class_windows": dict(zip(dataset.labels, np.bincount(
-            train.y, minlength=len(dataset.labels)).tolist(), strict=True)),
-        "thinning": thin_info,
+            ctx.train.y, minlength=len(dataset.labels)).tolist(), strict=True)),
+        "thinning": prepared.get("thinning", {}), "window": prepared["window"],
         "phases": {name: {k: v for k, v in r.items() if k != "history"}
                    for name, r in results.items()},
+        # The final model's validation score next to its test score: their gap is how much
+        # worse the model does on people it never saw than on the people it was chosen on.
+        "validation_macro_f1": cv["val_macro_f1_mean"] if cv else
+        results[[p for p in ("direct", "lstm", "finetune") if p in results][-1]]["best_val_macro_f1"],
+        "cross_validation": cv,
         "test": test_scores, **extra, "seconds": seconds,
         "distribute": {"strategy": cfg.distribute, "replicas": replicas},
     }
@@ -200,10 +302,20 @@ def summary_table(metrics: dict) -> str:
     for name, r in metrics["phases"].items():
         if "epochs" in r:
             lines.append(f"{name:<8} {r['epochs']:>6} {r['best_epoch']:>5} "
-                         f"{r['best_val_macro_f1']:>7.3f} {metrics['seconds'].get(name, 0):>8.1f}")
+                         + (f"{r['best_val_macro_f1']:>7.3f}" if r["best_val_macro_f1"] is not None
+                            else f"{'-':>7}") + f" {metrics['seconds'].get(name, 0):>8.1f}")
+    cv = metrics.get("cross_validation")
+    if cv:
+        lines.append(f"\ncross-validation, {len(cv['folds'])} subject folds: validation macro-F1 "
+                     + ", ".join(f"{f['val_macro_f1']:.3f}" for f in cv["folds"])
+                     + f" = {cv['val_macro_f1_mean']:.3f} ± {cv['val_macro_f1_std']:.3f}")
     lines.append(f"\ntest ({metrics['windows']['test']} windows of subjects "
                  f"{', '.join(metrics['split']['test'])}): macro-F1 {t['macro_f1']:.3f}, balanced "
                  f"accuracy {t['balanced_accuracy']:.3f}, accuracy {t['accuracy']:.3f}")
+    worst = min(t["per_subject"].items(), key=lambda kv: kv[1]["macro_f1"])
+    lines.append(f"new people: validation macro-F1 {metrics['validation_macro_f1']:.3f}, test "
+                 f"{t['macro_f1']:.3f} (gap {metrics['validation_macro_f1'] - t['macro_f1']:+.3f}); "
+                 f"weakest test subject {worst[0]}: {worst[1]['macro_f1']:.3f}")
     if t["collapsed_classes"]:
         lines.append(f"COLLAPSED (zero recall): {', '.join(t['collapsed_classes'])}")
     if t["collapsed"]:

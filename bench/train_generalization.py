@@ -1,0 +1,201 @@
+"""New people: what `gesturekit train` scores on subjects it never saw, seed after seed.
+
+Every cell is one real `gesturekit train DATA --out RUN --seed S --test-subjects ...
+[--config VARIANT]` in a subprocess: exactly a user's command (sandbox included), with a
+variant's settings in a config file. Datasets: UCI HAPT (the UCI test subjects 2, 4, 9, 10, 12,
+13, 18, 20, 24) and the built-in synthetic set (`gesturekit data synth`, test subjects 2 and 5).
+
+Printed and written to bench/results/train_generalization.json after every cell (a rerun skips
+finished cells): per variant mean ± std, worst seed, the validation-test gap, the difference
+from the baseline variant paired by seed, and per-subject test macro-F1.
+
+    .venv/bin/python bench/train_generalization.py --data hapt=PATH --variants default \
+        --seeds 0,1,2,3,4 [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "train_generalization.json"
+DEFAULT_DATA = {"hapt": REPO.parent / "shared" / "data" / "hapt", "synth": None}
+TEST_SUBJECTS = {"hapt": "2,4,9,10,12,13,18,20,24", "synth": "2,5"}
+# Variant name -> (config-file settings, extra flags). "default" is the CLI default as it is
+# in this checkout; the others are measured against it, paired by seed.
+STOP10 = {"window": 128, "hop": 64}  # the default before the window followed the data
+VARIANTS: dict[str, tuple[dict, list[str]]] = {
+    "default": ({}, []),
+    "three-phase": ({"strategy": "three-phase"}, []),
+    # The synthetic demo's training (Makefile `demo`): three-phase at hop 16, training hop 32.
+    "demo": ({"strategy": "three-phase", "hop": 16, "train_hop": 32}, []),
+    # Screening for issue 12, each one change from the stop-10 default, paired by seed.
+    "stop10": (STOP10, []),
+    "stop10 three-phase": ({**STOP10, "strategy": "three-phase"}, []),
+    "gravity split 1s": ({**STOP10, "model": {"lowpass": 51}}, []),
+    "gravity split window": ({**STOP10, "model": {"lowpass": 255}}, []),
+    "magnitude": ({**STOP10, "derive": ["magnitude"]}, []),
+    "session norm": ({**STOP10, "derive": ["session_norm"]}, []),
+    "rotation any": ({**STOP10, "augment": {"rotation_deg": 180}}, []),
+    "average 5": ({**STOP10, "direct": {"average_epochs": 5}}, []),
+    "mixup 0.4": ({**STOP10, "augment": {"mixup_alpha": 0.4}}, []),
+    "distill 66k": ({**STOP10, "teacher": {"conv_filters": [32, 64, 64], "lstm_units": 64}}, []),
+    # The candidate default: gravity split (1 s), weights averaged over 5 epochs, ties by loss.
+    "candidate": ({"model": {"lowpass": 51}, "direct": {"average_epochs": 5, "ties_by_loss": True},
+                   "cnn": {"average_epochs": 5, "ties_by_loss": True},
+                   "lstm": {"average_epochs": 5, "ties_by_loss": True}}, []),
+    # The default this stop chose (mixup), before it was the code's default.
+    "mixup default": ({"augment": {"mixup_alpha": 0.4}}, []),
+    "mixup three-phase": ({"strategy": "three-phase", "augment": {"mixup_alpha": 0.4}}, []),
+    "mixup demo": ({"strategy": "three-phase", "hop": 16, "train_hop": 32,
+                    "augment": {"mixup_alpha": 0.4}}, []),
+    # Why three-phase generalises worse on the synthetic set.
+    "three-phase ties by loss": ({**STOP10, "strategy": "three-phase",
+                                  "cnn": {"ties_by_loss": True}, "lstm": {"ties_by_loss": True}}, []),
+    "three-phase finetune": ({**STOP10, "strategy": "three-phase", "finetune": {"epochs": 20}}, []),
+    "three-phase lstm sqrt": ({**STOP10, "strategy": "three-phase", "lstm_weights": "sqrt"}, []),
+}
+
+
+def run_cell(dataset: str, data: Path, variant: str, seed: int, runs: Path, redo: bool) -> dict:
+    """One `gesturekit train` run; returns its result row (or the error it ended with)."""
+    settings, flags = VARIANTS[variant]
+    key = hashlib.sha256(json.dumps([settings, flags], sort_keys=True).encode()).hexdigest()[:8]
+    out = runs / f"{dataset}-{key}-s{seed}"  # named by what it runs: a finished one is reused
+    cmd = [sys.executable, "-m", "gesturekit.cli", "train", str(data), "--out", str(out),
+           "--force", "--seed", str(seed), "--test-subjects", TEST_SUBJECTS[dataset], *flags]
+    if settings:
+        config = runs / f"{key}.json"
+        config.write_text(json.dumps(settings))
+        cmd += ["--config", str(config)]
+    # One thread per process: two small-model runs side by side finish sooner than two in turn
+    # on two cores, and a run's result does not depend on it (same seed, same metrics).
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    proc = None
+    if not (out / "metrics.json").is_file() or redo:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    if proc is not None and proc.returncode != 0:
+        return {"dataset": dataset, "variant": variant, "seed": seed, "settings": settings,
+                "error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    m = json.loads((out / "metrics.json").read_text())
+    test = m["test"]
+    return {
+        "dataset": dataset, "variant": variant, "seed": seed, "settings": settings, "flags": flags,
+        "macro_f1": test["macro_f1"], "balanced_accuracy": test["balanced_accuracy"],
+        "validation_macro_f1": m["validation_macro_f1"],
+        "per_subject": {s: v["macro_f1"] for s, v in test["per_subject"].items()},
+        "per_class_f1": {c: v["f1"] for c, v in test["per_class"].items()},
+        "windows": m["windows"], "seconds": m["seconds"]["total"], "run": str(out),
+    }
+
+
+def summarise(cells: list[dict], baseline: str = "default") -> list[dict]:
+    rows = []
+    for dataset in sorted({c["dataset"] for c in cells}):
+        base = {c["seed"]: c["macro_f1"] for c in cells
+                if c["dataset"] == dataset and c["variant"] == baseline and "error" not in c}
+        for variant in dict.fromkeys([*VARIANTS, *(c["variant"] for c in cells)]):
+            got = sorted((c for c in cells if c["dataset"] == dataset and c["variant"] == variant
+                          and "error" not in c), key=lambda c: c["seed"])
+            if not got:
+                continue
+            f1 = [c["macro_f1"] for c in got]
+            gap = [c["validation_macro_f1"] - c["macro_f1"] for c in got]
+            paired = [c["macro_f1"] - base[c["seed"]] for c in got if c["seed"] in base]
+            subjects = {}
+            for c in got:
+                for s, v in c["per_subject"].items():
+                    subjects.setdefault(s, []).append(v)
+            rows.append({
+                "dataset": dataset, "variant": variant, "seeds": [c["seed"] for c in got],
+                "macro_f1_mean": statistics.mean(f1),
+                "macro_f1_std": statistics.stdev(f1) if len(f1) > 1 else 0.0,
+                "worst": min(f1), "worst_seed": got[f1.index(min(f1))]["seed"],
+                "val_test_gap": statistics.mean(gap),
+                "paired_vs_baseline": statistics.mean(paired) if paired else None,
+                "paired_seeds": len(paired),
+                "per_subject_mean": {s: statistics.mean(v) for s, v in subjects.items()},
+                "seconds_mean": statistics.mean(c["seconds"] for c in got),
+                "errors": [c["error"] for c in cells if c["dataset"] == dataset
+                           and c["variant"] == variant and "error" in c],
+            })
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    print(f"\n{'dataset':<6} {'variant':<28} {'n':>2} {'macro-F1':>13} {'worst':>6} {'gap':>6} "
+          f"{'paired':>7} {'s/run':>6}  weakest subjects")
+    for r in rows:
+        weak = sorted(r["per_subject_mean"].items(), key=lambda kv: kv[1])[:3]
+        paired = "" if r["paired_vs_baseline"] is None else f"{r['paired_vs_baseline']:+.3f}"
+        print(f"{r['dataset']:<6} {r['variant']:<28} {len(r['seeds']):>2} "
+              f"{r['macro_f1_mean']:.3f}±{r['macro_f1_std']:.3f} {r['worst']:>6.3f} "
+              f"{r['val_test_gap']:>6.3f} {paired:>7} {r['seconds_mean']:>6.0f}  "
+              + ", ".join(f"{s}:{v:.2f}" for s, v in weak)
+              + (f"  ERRORS {len(r['errors'])}" if r["errors"] else ""))
+
+
+def load_cells() -> list[dict]:
+    return json.loads(RESULTS.read_text())["cells"] if RESULTS.is_file() else []
+
+
+def save_cell(cell: dict) -> None:
+    """Add one cell, re-reading the file first so that concurrent writers lose nothing."""
+    key = (cell["dataset"], cell["variant"], cell["seed"])
+    cells = [c for c in load_cells() if (c["dataset"], c["variant"], c["seed"]) != key] + [cell]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"cells": cells, "summary": summarise(cells)}, indent=1) + "\n")
+    tmp.replace(RESULTS)
+
+
+def synth_data(runs: Path) -> Path:
+    out = runs / "synth-data"
+    if not (out / "dataset.toml").is_file():
+        subprocess.run([sys.executable, "-m", "gesturekit.cli", "data", "synth", "--out", str(out),
+                        "--force"], check=True, cwd=REPO, capture_output=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", action="append", default=[],
+                        help="NAME=PATH (names: hapt, synth; synth without a path is generated)")
+    parser.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
+    parser.add_argument("--runs-dir", default=Path(tempfile.gettempdir()) / "gk-generalization",
+                        type=Path)
+    parser.add_argument("--redo", action="store_true", help="run finished cells again")
+    args = parser.parse_args(argv)
+    args.runs_dir.mkdir(parents=True, exist_ok=True)
+    datasets = dict(item.split("=", 1) if "=" in item else (item, None) for item in args.data)
+    datasets = datasets or {"hapt": None}
+    paths = {name: Path(p) if p else (synth_data(args.runs_dir) if name == "synth"
+                                      else DEFAULT_DATA[name]) for name, p in datasets.items()}
+    done = set() if args.redo else {(c["dataset"], c["variant"], c["seed"]) for c in load_cells()
+                                    if "error" not in c}
+    todo = [(d, v, int(s)) for s in args.seeds.split(",") for d in paths
+            for v in args.variants.split(",") if (d, v, int(s)) not in done]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        for cell in pool.map(lambda t: run_cell(t[0], paths[t[0]], t[1], t[2], args.runs_dir, args.redo),
+                                 todo):
+            save_cell(cell)
+            print(f"{cell['dataset']} {cell['variant']} seed {cell['seed']}: "
+                  + (f"ERROR {cell['error']}" if "error" in cell else
+                     f"macro-F1 {cell['macro_f1']:.3f} (validation {cell['validation_macro_f1']:.3f}, "
+                     f"{cell['seconds']:.0f} s)"), flush=True)
+    print_table(summarise(load_cells()))
+
+
+if __name__ == "__main__":
+    main()
