@@ -163,6 +163,37 @@ def test_a_failed_run_is_a_row_and_apply_writes_the_kept_config(data, tiny, tmp_
     assert build_config(str(apply)).model.lstm_units == 8  # what `train --config` reads
 
 
+def _rows(scores: dict[str, list[float]]) -> list[dict]:
+    return [{"variant": v, "seed": seed, "status": "ok", "macro_f1": f1, "balanced_accuracy": f1,
+             "seconds": 1.0, "per_class_f1": {"a": f1}} for v, f1s in scores.items()
+            for seed, f1 in enumerate(f1s)]
+
+
+def test_the_verdict_needs_the_paired_interval_above_zero():
+    from gesturekit.train.compare import recommend, summarise
+
+    # Seeds move both variants a lot, but b is ahead by 0.03-0.05 on every seed: a winner.
+    rows = _rows({"a": [0.60, 0.75, 0.68, 0.71], "b": [0.64, 0.78, 0.73, 0.75]})
+    summary = summarise(rows, ["a", "b"])
+    pair = summary[1]["vs_baseline"]
+    assert pair["mean"] == pytest.approx(0.04) and pair["n"] == 4
+    # t(3) = 3.182; sd of (0.04, 0.03, 0.05, 0.04) = 0.00816
+    assert pair["ci95"] == pytest.approx([0.04 - 3.182 * 0.0081650 / 2, 0.04 + 3.182 * 0.0081650 / 2],
+                                         abs=1e-5)
+    rec = recommend(rows, summary)
+    assert rec["verdict"] == "winner" and rec["variant"] == "b"
+    # The same means, but b's lead flips sign with the seed: the data cannot tell them apart,
+    # and the baseline is kept.
+    rows = _rows({"a": [0.60, 0.75, 0.68, 0.71], "b": [0.70, 0.72, 0.75, 0.73]})
+    rec = recommend(rows, summarise(rows, ["a", "b"]))
+    assert rec["verdict"] == "tie" and rec["variant"] == "a" and rec["tied"] == ["b", "a"]
+    assert "cannot tell b, a apart" in rec["text"]
+    # One seed: no interval, so no verdict either.
+    rows = _rows({"a": [0.60], "b": [0.70]})
+    rec = recommend(rows, summarise(rows, ["a", "b"]))
+    assert rec["verdict"] == "tie" and "too few paired runs" in rec["text"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--strategies", "direct,nonsense"], "unknown strategy 'nonsense'"),
     (["--seeds", "0"], "--seeds 0: expected at least 1"),
@@ -186,3 +217,24 @@ def test_an_output_folder_of_something_else_is_refused(data, tmp_path, capsys):
     assert "exists and is not a compare folder" in err and err.count("\n") == 1
     assert [p.name for p in precious.iterdir()] == ["chapter1.tex"]
 
+
+def test_train_strategy_auto_keeps_the_fold_winner_and_says_why(data, tiny, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(out), "--strategy", "auto", "--folds", "2",
+                 "--config", tiny, "--test-subjects", "5", "--seed", "1"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    choice = metrics["strategy_choice"]
+    assert choice["recommendation"]["variant"] == metrics["strategy"]
+    # Compared on the 2 folds of the non-test subjects, paired by fold; never on subject 5.
+    pair = choice["summary"][1]["vs_baseline"]
+    assert pair["n"] == 2 and len(pair["diffs"]) == 2
+    state = json.loads((out / "strategy" / "compare.json").read_text())
+    for row in state["runs"]:
+        assert [len(f["subjects"]) for f in row["folds"]] == [2, 2]
+        assert all("5" not in f["subjects"] for f in row["folds"])
+    assert metrics["split"]["test"] == ["5"] and metrics["cross_validation"]["folds"]
+    report = (out / "report.md").read_text()
+    assert f"## Why {metrics['strategy']}" in report
+    assert choice["recommendation"]["text"].splitlines()[0] in report
+    assert (out / "model.keras").is_file()
+    assert not list(tmp_path.glob(".run-strategy-*"))  # the comparison's other runs are gone
