@@ -48,24 +48,32 @@ CONFIG_NAMES = {"smoothing": "kSmoothing", "threshold": "kThreshold",
 
 @pytest.fixture(scope="session")
 def loose_bundle(quick_bundle, tmp_path_factory) -> Path:
-    """`quick_bundle` with looser post-processing in model.json and model_config.h alike: the
-    quick model is rarely confident, and the event comparisons need events."""
+    """`quick_bundle` with looser post-processing in model.json and model_config.h alike (the
+    quick model is rarely confident, and the event comparisons need events), and its last
+    class a state, never announced (like `walk` in the demo)."""
     out = tmp_path_factory.mktemp("loose") / "bundle"
     shutil.copytree(quick_bundle, out)
     meta = json.loads((out / "model.json").read_text())
     meta["postprocess"].update(LOOSE_POSTPROCESS)
     meta["postprocess"].pop("per_class", None)
-    (out / "model.json").write_text(json.dumps(meta, indent=1))
     header = (out / "model_config.h").read_text()
     classes = len(meta["labels"])
     for key, name in CONFIG_NAMES.items():
         value = LOOSE_POSTPROCESS[key]
         header, n = re.subn(rf"({name} = )[^;]+;", rf"\g<1>{value!r};", header)
         assert n == 1, f"model_config.h: no {name}"
-        # Per-class settings, where the header has them: the same for every class.
-        header = re.sub(rf"(kClass{name[1:]}\[kNumClasses\] = \{{)[^}}]*\}};",
-                        rf"\g<1>{', '.join([repr(value)] * classes)}}};", header)
-    header = re.sub(r"(kMaxSmoothing = )\d+;", rf"\g<1>{LOOSE_POSTPROCESS['smoothing']};", header)
+        # The per-class settings the board uses: the same for every class.
+        header, n = re.subn(rf"(kClass{name[1:]}\[kNumClasses\] = \{{)[^}}]*\}};",
+                            rf"\g<1>{', '.join([repr(value)] * classes)}}};", header)
+        assert n == 1, f"model_config.h: no kClass{name[1:]}"
+    header, n = re.subn(r"(kMaxSmoothing = )\d+;", rf"\g<1>{LOOSE_POSTPROCESS['smoothing']};", header)
+    assert n == 1, "model_config.h: no kMaxSmoothing"
+    labels = meta["labels"]
+    meta["event_classes"] = [x for x in labels[:-1] if x != meta.get("background_label")]
+    flags = ", ".join(str(x in meta["event_classes"]).lower() for x in labels)
+    header, n = re.subn(r"(kIsEventClass\[kNumClasses\] = \{)[^}]*\};", rf"\g<1>{flags}}};", header)
+    assert n == 1, "model_config.h: no kIsEventClass"
+    (out / "model.json").write_text(json.dumps(meta, indent=1))
     (out / "model_config.h").write_text(header)
     return out
 

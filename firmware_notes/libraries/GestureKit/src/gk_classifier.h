@@ -46,12 +46,14 @@ class GestureClassifier {
  public:
   GestureClassifier()
       : ring_(ring_storage_, gesturekit::kWindow, gesturekit::kHop, gesturekit::kNumChannels),
-        detector_({gesturekit::kSmoothing, gesturekit::kThreshold, gesturekit::kMinConsecutive,
-                   gesturekit::kRefractoryS},
-                  gesturekit::kNumClasses, gesturekit::kBackgroundClass, history_, smoothed_) {}
+        // Each class's own settings and the bundle's event classes (states are never announced).
+        detector_(gesturekit::kNumClasses, gesturekit::kClassSmoothing, gesturekit::kClassThreshold,
+                  gesturekit::kClassMinConsecutive, gesturekit::kClassRefractoryS,
+                  gesturekit::kIsEventClass, history_, smoothed_) {}
 
   // Loads the model into `arena`; nullptr, or what failed.
   const char* begin(uint8_t* arena, size_t arena_bytes) {
+    if (!detector_.ok()) return "more classes than GK_MAX_CLASSES";
     const tflite::Model* model = tflite::GetModel(g_model_data);
     if (model->version() != TFLITE_SCHEMA_VERSION) return "model schema differs from this TFLM";
     if (!gesturekit::AddModelOps(resolver_)) return "an op of the model could not be registered";
@@ -100,7 +102,7 @@ class GestureClassifier {
 
  private:
   float ring_storage_[gesturekit::kWindow * gesturekit::kNumChannels];
-  float history_[gesturekit::kSmoothing * gesturekit::kNumClasses];
+  float history_[gesturekit::kMaxSmoothing * gesturekit::kNumClasses];
   float smoothed_[gesturekit::kNumClasses];
   float probs_[gesturekit::kNumClasses] = {};
   RingBuffer ring_;
