@@ -27,6 +27,9 @@ FORMAT_VERSION = 2
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20
 MAX_WINDOW = 100_000  # samples; the ring buffer holds two windows
+# A stream or recording further than this from the model's rate fills a window with another
+# stretch of time than the model learned on: live a warning (the stream goes on), offline an error.
+RATE_TOLERANCE = 0.1
 
 # Post-processing defaults written into every bundle; `run` flags override them.
 # `postprocess.per_class` may override any of them for one class: {label: {key: value}}.
@@ -255,3 +258,9 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         parity=get("parity", dict, required=False) or {}, event_classes=event_classes,
         calibration=get("calibration", dict, required=False) or {}, format_version=version,
     )
+
+
+def rate_is_off(rate_hz: float, model_rate_hz: float) -> bool:
+    """True when `rate_hz` is more than RATE_TOLERANCE from the model's sample rate: the one
+    rate policy of `run` (a warning), the live view, `plot`, `evaluate` and `calibrate` (errors)."""
+    return abs(rate_hz / model_rate_hz - 1.0) > RATE_TOLERANCE

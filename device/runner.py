@@ -21,7 +21,7 @@ import numpy as np
 import serial
 
 from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import Bundle
+from gesturekit.device.bundle import Bundle, rate_is_off
 from gesturekit.device.lineparser import LineParser
 from gesturekit.device.ports import DEFAULT_BAUD, find_port, open_port
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
@@ -30,7 +30,6 @@ from gesturekit.errors import UserError
 
 RATE_PROBE_S = 2.0  # stream seconds before the measured rate is compared with the model's
 RATE_PROBE_SAMPLES = 10  # and at least this many samples
-RATE_TOLERANCE = 0.1  # relative difference that earns a warning
 WRONG_COUNT_LINES = 3  # numeric lines of another width, before any good one, that prove a mismatch
 STATUS_EVERY_S = 0.5
 LATENCY_WINDOWS = 10_000  # latency percentiles cover this many recent windows
@@ -299,7 +298,7 @@ class Runner:
 
     def _warn_rate(self) -> None:
         model = self.bundle.sample_rate_hz
-        if abs(self.stats.rate_hz / model - 1.0) > RATE_TOLERANCE:
+        if rate_is_off(self.stats.rate_hz, model):
             self.printer.warn(f"stream runs at about {self.stats.rate_hz:.1f} Hz but the model "
                               f"expects {model:g} Hz; events may be wrong")
 

@@ -29,7 +29,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gesturekit.device.bundle import Bundle
+from gesturekit.device.bundle import Bundle, rate_is_off
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.errors import UserError
 
@@ -38,7 +38,6 @@ TRACE_S = 5.0  # seconds of signal in the trace
 TRACE_ROWS_MAX = 8  # terminal rows per trace line, at most
 EVENTS_KEPT = 200
 RATE_SPAN_S = 2.0  # the measured rate is over this many seconds of arrivals
-RATE_TOLERANCE = 0.1
 BLOCKS = " ▁▂▃▄▅▆▇█"  # 0..8 eighths of a cell
 ACC_UNITS = {"g", "mg", "m/s^2", "m/s2"}
 GYRO_UNITS = {"rad/s", "deg/s", "dps"}
@@ -294,7 +293,7 @@ class LiveView:
     def _health_text(self, snap: dict, width: int) -> Text:
         """Health items packed into lines of `width`, wrapped only between items."""
         h, model_rate, rate = snap["health"], self.bundle.sample_rate_hz, snap["rate"]
-        off = rate is not None and abs(rate / model_rate - 1.0) > RATE_TOLERANCE
+        off = rate is not None and rate_is_off(rate, model_rate)
         lat = h.get("latency_ms") or {}
         items = [
             (f"rate {rate:.1f} Hz" if rate is not None else "rate -- Hz")

@@ -311,3 +311,23 @@ def test_rate_from_the_time_column_and_dataset_toml_found_by_one_rule(tmp_path):
     assert find_spec(path) == find_spec(root) == root / "dataset.toml"
     rate = load_dataset(root).sample_rate_hz
     assert load_session(path).sample_rate_hz == rate == pytest.approx(30.0, abs=0.01)
+
+
+def test_one_rate_policy_for_live_streams_and_recordings():
+    """`run` warns and `evaluate`/`plot`/`calibrate` refuse past the same RATE_TOLERANCE (it was
+    10% live but 5% offline)."""
+    from gesturekit.device.bundle import RATE_TOLERANCE, rate_is_off
+    from gesturekit.errors import UserError
+    from gesturekit.train.datasets import Dataset
+    from gesturekit.train.evaluate import check_rate
+
+    assert RATE_TOLERANCE == 0.1
+    assert not rate_is_off(54.9, 50.0) and not rate_is_off(45.1, 50.0)
+    assert rate_is_off(55.1, 50.0) and rate_is_off(44.9, 50.0)
+    for rate, refused in ((53.0, False), (56.0, True)):
+        dataset = Dataset("d", "d", rate, ["ax"], {}, ["walk"], None, [])
+        if refused:
+            with pytest.raises(UserError, match="d: sample rate 56 Hz, the model was trained at 50 Hz"):
+                check_rate(dataset, 50.0)
+        else:
+            check_rate(dataset, 50.0)

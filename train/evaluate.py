@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.bundle import rate_is_off
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import Dataset, load_dataset, make_windows
 from gesturekit.train.metrics import scores
@@ -19,8 +20,8 @@ from gesturekit.train.runs import RunInfo, load_keras_model, load_run
 
 
 def check_rate(dataset: Dataset, rate_hz: float) -> None:
-    """The dataset's sample rate must be within 5% of the model's."""
-    if abs(dataset.sample_rate_hz - rate_hz) > 0.05 * rate_hz:
+    """The dataset's sample rate must be within RATE_TOLERANCE of the model's."""
+    if rate_is_off(dataset.sample_rate_hz, rate_hz):
         raise UserError(f"{dataset.root}: sample rate {dataset.sample_rate_hz:g} Hz, the model was "
                         f"trained at {rate_hz:g} Hz")
 

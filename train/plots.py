@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
-from gesturekit.device.bundle import Bundle, load_bundle
+from gesturekit.device.bundle import Bundle, load_bundle, rate_is_off
 from gesturekit.device.hapt import HaptSource, activity_names
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.recording import HAPT_SESSION, find_spec, read_recording, read_spec
@@ -107,7 +107,7 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
                       label_segments(labels))
     if model is not None:
         bundle = load_bundle(model)
-        if abs(session.sample_rate_hz / bundle.sample_rate_hz - 1.0) > 0.05:
+        if rate_is_off(session.sample_rate_hz, bundle.sample_rate_hz):
             raise UserError(f"{path}: {session.sample_rate_hz:g} Hz, but the model {bundle.root} "
                             f"expects {bundle.sample_rate_hz:g} Hz")
         data, result.channel_order = model_input(session, bundle)
