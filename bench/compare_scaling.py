@@ -5,7 +5,7 @@ on 127.0.0.1; plus the bare cost of handing a task to a local worker and to Ray 
 Every mode must give the same per-run table (checked). Printed, and written to
 bench/results/compare_scaling.json. The machine's load average is recorded: other jobs share it.
 
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/compare_scaling.py [--data PATH] [--no-ray]
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/compare_scaling.py [--data PATH] [--modes workers1,...]
 """
 
 from __future__ import annotations
@@ -75,21 +75,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(HAPT))
     parser.add_argument("--runs-dir", default="/tmp/gesturekit-bench-compare")
-    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--modes", default="workers1,workers2,ray",
+                        help="redo only these; the others are kept from the results file")
     args = parser.parse_args()
+    modes = args.modes.split(",")
     runs = Path(args.runs_dir)
     result = {"data": args.data, "test_subjects": TEST_SUBJECTS, "cores": cluster.available_cores(),
               "compare": "direct,three-phase x seeds 0,1,2, --quick", "modes": {}}
+    if set(modes) != {"workers1", "workers2", "ray"} and RESULTS.is_file():
+        result = json.loads(RESULTS.read_text())
 
-    local = cluster.LocalWorkers(1, runs)
     runs.mkdir(parents=True, exist_ok=True)
+    local = cluster.LocalWorkers(1, runs)
     result["noop_local"] = noop_latency(local)
     local.close()
     for workers in (1, 2):
-        print(f"== {workers} local worker(s)", flush=True)
-        result["modes"][f"workers{workers}"] = timed_compare(args.data, runs / f"workers{workers}",
-                                                            "--workers", str(workers))
-    if not args.no_ray:
+        if f"workers{workers}" in modes:
+            print(f"== {workers} local worker(s)", flush=True)
+            result["modes"][f"workers{workers}"] = timed_compare(
+                args.data, runs / f"workers{workers}", "--workers", str(workers))
+    if "ray" in modes:
         t0 = time.perf_counter()
         with cluster.local_head(2) as address:
             result["ray_head_start_s"] = time.perf_counter() - t0

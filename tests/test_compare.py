@@ -87,7 +87,7 @@ def test_one_worker_writes_the_table_the_plot_and_a_verdict(one_worker):
 def test_two_workers_give_the_same_table(one_worker, data, tiny, tmp_path, capsys):
     out = tmp_path / "w2"
     assert main(compare_args(data, tiny, out, "--workers", "2")) == 0
-    assert "2 local worker process(es), 1 TensorFlow thread(s) each" in capsys.readouterr().out
+    assert "2 local worker process(es), 1 TensorFlow thread each" in capsys.readouterr().out
     assert table(out) == table(one_worker)
 
 

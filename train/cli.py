@@ -212,7 +212,7 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--apply", metavar="FILE.json",
                          help="write the recommended variant's settings for `train --config`")
     compare.add_argument("--workers", type=int, default=1,
-                         help="local worker processes; TensorFlow threads per worker = cores / N")
+                         help="local worker processes, one TensorFlow thread each (default 1)")
     compare.add_argument("--cluster", metavar="ADDRESS",
                          help="run each run as a task on a Ray cluster: ray://HOST:10001, "
                               "HOST:6379 or auto (needs gesturekit[cluster])")
