@@ -45,7 +45,7 @@ def timed_compare(data: str, out: Path, *where: str) -> dict:
             "run_s_sum": sum(r["seconds"] for r in runs),
             "run_s_mean": statistics.mean(r["seconds"] for r in runs),
             "load_avg_1min_before": load, "load_avg_1min_after": os.getloadavg()[0],
-            "table": [(r["key"], r["status"], r.get("macro_f1")) for r in runs],
+            "table": [[r["key"], r["status"], r.get("macro_f1"), r.get("per_class_f1")] for r in runs],
             "recommendation": state["recommendation"]["text"]}
 
 
