@@ -81,17 +81,11 @@ def test_mixup_keeps_each_window_mostly_itself_and_blends_targets_alike():
     assert all(np.array_equal(a, b) for a, b in zip((mx, mt, mw), again, strict=True))
 
 
-def test_teacher_settings_are_checked():
-    with pytest.raises(UserError, match="teacher"):
-        build_config(teacher={"lstm_unit": 64})
-
-
 def test_folds_train_the_final_model_on_every_non_test_subject(synth_dataset, tmp_path):
     """A real `gesturekit train --folds 2`: two folds, each reported, then one model on all the
     non-test subjects for the epochs the folds chose; the report shows folds and subjects."""
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps({**TINY, "direct": {**TINY["direct"], "average_epochs": 2},
-                                  "teacher": {"lstm_units": 8}, "augment": {"mixup_alpha": 0.4}}))
+    config.write_text(json.dumps(TINY))
     out = tmp_path / "run"
     assert main(["train", str(synth_dataset), "--out", str(out), "--config", str(config),
                  "--seed", "1", "--test-subjects", "5,6", "--folds", "2", "--skip-sandbox"]) == 0
@@ -102,7 +96,6 @@ def test_folds_train_the_final_model_on_every_non_test_subject(synth_dataset, tm
     assert 1 <= cv["epochs"]["direct"] <= 4
     assert metrics["split"] == {"train": ["1", "2", "3", "4"], "val": [], "test": ["5", "6"]}
     assert metrics["phases"]["direct"]["epochs"] == cv["epochs"]["direct"]
-    assert metrics["phases"]["teacher"]["parameters"] > 0
     assert metrics["validation_macro_f1"] == pytest.approx(cv["val_macro_f1_mean"])
     assert set(metrics["test"]["per_subject"]) == {"5", "6"}
     report = (out / "report.md").read_text()

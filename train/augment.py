@@ -20,7 +20,10 @@ class AugmentConfig:
     scaling: float = 0.0  # std of a per-window, per-channel gain around 1
     rotation_deg: float = 0.0  # largest rotation angle of the shared triad rotation
     time_warp: float = 0.0  # std of the random local speed (0.2 = +-20%)
-    mixup_alpha: float = 0.0  # Beta(alpha, alpha) blend of window pairs (fit.mixup); 0 = off
+    # Mixup: Beta(alpha, alpha) blends of window pairs (fit.mixup); 0 = off. On by default:
+    # +0.02 test macro-F1 on new HAPT subjects over 5 seeds, none lost on the synthetic set
+    # (docs/generalization.md).
+    mixup_alpha: float = 0.4
 
     @property
     def enabled(self) -> bool:

@@ -125,6 +125,9 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--gamma", type=float, help="focal loss gamma (default 2)")
     train.add_argument("--augment", action="store_true",
                        help="jitter, scaling, 3-D rotation and time warp with default strengths")
+    train.add_argument("--mixup", type=float, metavar="ALPHA",
+                       help="mixup strength: each training window blended with another, "
+                            "lambda ~ Beta(ALPHA, ALPHA); 0 turns it off (default 0.4)")
     train.add_argument("--test-subjects", type=_subjects,
                        help="comma-separated, e.g. 2,4,9 (default: a seeded 20%% of the subjects)")
     train.add_argument("--val-subjects", type=_subjects,
@@ -176,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         hop=args.hop, train_hop=args.train_hop, purity=args.purity, distribute=args.distribute,
         folds=args.folds,
         sandbox=False if args.skip_sandbox else None,
-        augment=AUGMENT_DEFAULTS if args.augment else None)
+        augment={**(AUGMENT_DEFAULTS if args.augment else {}),
+                 **({} if args.mixup is None else {"mixup_alpha": args.mixup})} or None)
     if args.strategy == "auto":
         from gesturekit.train.compare import train_auto as train_run
     train_run(args.data, args.out, cfg, dataset_overrides(args), force=args.force)

@@ -56,19 +56,12 @@ class TrainConfig:
     deterministic: bool = False  # TF op determinism: 1.3x slower; CPU runs repeat without it
     distribute: str = "none"
     thin: dict | None = None  # {"classes": [...], "min_ratio": 50}: extreme-imbalance experiments
-    # Distillation: a teacher with these model settings (e.g. {"lstm_units": 64}) trains first;
-    # the student learns from labels blended with its softened probabilities. None = off.
-    derive: list[str] = field(default_factory=list)  # SCREENING: magnitude, session_norm
-    teacher: dict | None = None
-    distill_alpha: float = 0.5  # share of the one-hot labels in the student's targets
-    distill_temperature: float = 2.0
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     sandbox_phase: SandboxConfig = field(default_factory=SandboxConfig)
     cnn: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
     lstm: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
     direct: PhaseBudget = field(default_factory=lambda: PhaseBudget(60, 15, 10, 64, 1e-3))
-    finetune: PhaseBudget = field(default_factory=lambda: PhaseBudget(0, 5, 5, 64, 1e-4))  # 0 = off
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,11 +86,6 @@ class TrainConfig:
             raise UserError(f"--folds: expected 0 (off) or at least 2 folds (got {self.folds})")
         if not 0 < self.purity <= 1:
             raise UserError(f"--purity must be in (0, 1] (got {self.purity})")
-        if self.teacher is not None:
-            bad = [k for k in self.teacher if k not in {f.name for f in fields(ModelConfig)}]
-            if not isinstance(self.teacher, dict) or bad:
-                raise UserError(f"teacher: expected a table of model settings "
-                                f"({', '.join(f.name for f in fields(ModelConfig))}); got {bad}")
 
 
 def parse_length(value: int | str, flag: str) -> tuple[float, str]:
@@ -122,6 +110,8 @@ def to_samples(value: int | str, rate_hz: float, flag: str) -> int:
 
 
 QUICK = {
+    # Mixup pays off over a full budget; in a handful of epochs it only slows learning.
+    "augment": {"mixup_alpha": 0.0},
     "sandbox_phase": {"windows_per_class": 24, "epochs": 40},
     "cnn": {"epochs": 6, "min_epochs": 6, "patience": 6},
     "lstm": {"epochs": 6, "min_epochs": 6, "patience": 6},
@@ -129,7 +119,7 @@ QUICK = {
 }
 
 _NESTED = {"model": ModelConfig, "augment": AugmentConfig, "sandbox_phase": SandboxConfig,
-           "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget, "finetune": PhaseBudget}
+           "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget}
 
 
 def apply_values(cfg: TrainConfig, values: dict, where: str) -> TrainConfig:

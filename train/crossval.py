@@ -39,8 +39,7 @@ def cross_validate(cfg: TrainConfig, subjects: list[str],
     and the mean ± std of the validation macro-F1 of the model each fold would ship."""
     subjects = sorted(subjects, key=lambda s: (len(s), s))  # folds independent of split order
     groups = fold_subjects(subjects, cfg.folds, cfg.seed)
-    phases_chosen = PHASES[cfg.strategy] + (("finetune",) if cfg.strategy == "three-phase"
-                                            and cfg.finetune.epochs else ())
+    phases_chosen = PHASES[cfg.strategy]
     last = phases_chosen[-1]
     folds = []
     for i, val in enumerate(groups, start=1):

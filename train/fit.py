@@ -29,13 +29,6 @@ class PhaseBudget:
     patience: int  # epochs without a better validation macro-F1 before stopping
     batch_size: int
     learning_rate: float
-    # Weight averaging: the saved weights are the mean of this many epochs' weights, ending
-    # at the best epoch (1 = the best epoch alone). A flatter, less seed-dependent minimum.
-    average_epochs: int = 1
-    # Ties in validation macro-F1 (common once validation is perfect) go to the epoch with the
-    # lower validation cross-entropy instead of the earliest: a wider margin, not the first
-    # epoch that happened to classify every validation window.
-    ties_by_loss: bool = False
 
 
 def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,
@@ -55,24 +48,20 @@ def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,
 def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Callable, n_classes: int,
               budget: PhaseBudget, class_weight: np.ndarray, seed: int,
               aug: AugmentConfig | None = None, aug_context: tuple = (),
-              progress: Callable[[str], None] = print, targets: np.ndarray | None = None) -> dict:
+              progress: Callable[[str], None] = print) -> dict:
     """Train a compiled `model`; returns the history and the best epoch.
 
     `normalize` maps raw windows to model input; augmentation (if any) is applied to raw
-    windows with a generator seeded per epoch, so runs repeat exactly. `targets` (W, K) replaces
-    the one-hot labels (a teacher's soft targets); class weights follow the hard labels.
-    Without `val` every epoch of the budget runs and the last one's weights are kept.
+    windows with a generator seeded per epoch, so runs repeat exactly. Without `val` every
+    epoch of the budget runs and the last one's weights are kept.
     """
     x_val = normalize(val.x) if val is not None else None
     x_train = normalize(train.x)
-    if targets is None:
-        targets = np.eye(n_classes, dtype=np.float32)[train.y]  # (W, K)
+    targets = np.eye(n_classes, dtype=np.float32)[train.y]  # (W, K)
     sample_weight = np.asarray(class_weight, np.float32)[train.y]  # (W,)
     history: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "val_macro_f1": [],
-                                       "val_accuracy": [], "val_loss": [], "seconds": []}
-    best_f1, best_epoch, best_loss = -1.0, 0, np.inf
-    recent: list[list[np.ndarray]] = []  # the last `average_epochs` epochs' weights
-    best_weights = model.get_weights()
+                                       "val_accuracy": [], "seconds": []}
+    best_f1, best_epoch, best_weights = -1.0, 0, model.get_weights()
     for epoch in range(1, budget.epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
@@ -83,35 +72,25 @@ def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Ca
             x_epoch, y_epoch, w_epoch = mixup(x_epoch, y_epoch, w_epoch, aug.mixup_alpha, rng)
         fit = model.fit(x_epoch, y_epoch, batch_size=budget.batch_size, epochs=1, verbose=0,
                         sample_weight=w_epoch, shuffle=True)
-        recent = (recent + [model.get_weights()])[-budget.average_epochs:]
-        val_loss = 0.0
         if x_val is not None:
-            probs = model.predict(x_val, batch_size=512, verbose=0)  # (W, K)
-            pred = probs.argmax(axis=1)
+            pred = model.predict(x_val, batch_size=512, verbose=0).argmax(axis=1)
             f1, accuracy = macro_f1(val.y, pred, n_classes), float((pred == val.y).mean())
-            val_loss = float(-np.log(np.clip(probs[np.arange(len(val.y)), val.y], 1e-7, 1)).mean())
         else:  # no validation subjects (the final fit after cross-validation): the last epoch
             f1, accuracy = float(epoch), float("nan")
         history["loss"].append(float(fit.history["loss"][0]))
         history["train_accuracy"].append(float(fit.history.get("accuracy", [np.nan])[0]))
         history["val_macro_f1"].append(f1 if x_val is not None else float("nan"))
         history["val_accuracy"].append(accuracy)
-        history["val_loss"].append(val_loss if x_val is not None else float("nan"))
         history["seconds"].append(time.perf_counter() - start)
-        improved = f1 > best_f1 or (budget.ties_by_loss and f1 == best_f1 and val_loss < best_loss)
+        improved = f1 > best_f1
         if improved:
-            best_f1, best_epoch, best_loss = f1, epoch, val_loss
-            best_weights = [np.mean(ws, axis=0) for ws in zip(*recent, strict=True)]
+            best_f1, best_epoch, best_weights = f1, epoch, model.get_weights()
         progress(f"  {name} epoch {epoch:3d}/{budget.epochs}  loss {history['loss'][-1]:.4f}  "
                  + (f"val macro-F1 {f1:.3f}{' *' if improved else ''}  " if x_val is not None else "")
                  + f"({history['seconds'][-1]:.1f} s)")
         if epoch >= budget.min_epochs and epoch - best_epoch >= budget.patience:
             break
     model.set_weights(best_weights)
-    result = {"history": history, "best_epoch": best_epoch,
-              "best_val_macro_f1": best_f1 if x_val is not None else None,
-              "epochs": len(history["loss"])}
-    if budget.average_epochs > 1 and x_val is not None:  # the averaged weights' own score
-        pred = model.predict(x_val, batch_size=512, verbose=0).argmax(axis=1)
-        result["averaged_val_macro_f1"] = macro_f1(val.y, pred, n_classes)
-    return result
+    return {"history": history, "best_epoch": best_epoch,
+            "best_val_macro_f1": best_f1 if x_val is not None else None,
+            "epochs": len(history["loss"])}

@@ -14,13 +14,7 @@ from gesturekit.train.datasets import balanced_subset
 from gesturekit.train.fit import Arrays, PhaseBudget, fit_phase
 from gesturekit.train.imbalance import class_weights, make_loss
 from gesturekit.train.metrics import scores
-from gesturekit.train.model import (
-    ModelConfig,
-    build_cnn_head,
-    build_cnn_lstm,
-    copy_weights_by_name,
-    feature_layers,
-)
+from gesturekit.train.model import build_cnn_head, build_cnn_lstm, copy_weights_by_name, feature_layers
 
 
 @dataclass
@@ -36,7 +30,6 @@ class Context:
     scope: Callable  # () -> context manager for building and compiling models
     aug_context: tuple  # (triads, channel_std) for augmentation
     progress: Callable[[str], None]
-    targets: np.ndarray | None = None  # (W, K) a teacher's soft targets for the training windows
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -59,8 +52,7 @@ def _fit(ctx: Context, model, name: str, budget: PhaseBudget, mode: str) -> dict
     ctx.progress(f"{name}: {len(ctx.train.y)} training windows, class weights {mode} "
                  f"({weights.min():.2f} to {weights.max():.2f}), loss {ctx.cfg.loss}")
     result = fit_phase(model, name, ctx.train, ctx.val, ctx.normalize, len(ctx.labels), budget,
-                       weights, ctx.cfg.seed, ctx.cfg.augment, ctx.aug_context, ctx.progress,
-                       ctx.targets)
+                       weights, ctx.cfg.seed, ctx.cfg.augment, ctx.aug_context, ctx.progress)
     result["class_weights"] = weights.tolist()
     result["weight_mode"] = mode
     return result
@@ -137,39 +129,6 @@ def train_lstm(ctx: Context, head):
     for layer in feature_layers(model):
         layer.trainable = True  # the saved model is an ordinary, fully trainable CNN-LSTM
     return model, result
-
-
-def fine_tune(ctx: Context, model):
-    """After phase 3, the whole CNN-LSTM at a low learning rate with `lstm_weights`: linear
-    probing then fine-tuning (Kumar et al. 2022), so the features the phase-2 head shaped for
-    its average pool adapt to what the LSTM reads step by step."""
-    with ctx.scope():
-        _compile(ctx, model, ctx.cfg.finetune.learning_rate)
-    return _fit(ctx, model, "finetune", ctx.cfg.finetune, ctx.cfg.lstm_weights)
-
-
-def teacher_targets(ctx: Context) -> tuple[np.ndarray, dict]:
-    """Distillation (Hinton et al. 2015): train a larger CNN-LSTM (`cfg.teacher` overrides the
-    model settings) the direct way, then return the student's training targets (W, K): the
-    one-hot labels blended with the teacher's probabilities softened by `distill_temperature`.
-
-    The teacher is only a means: it is neither saved nor exported, so the deployed student keeps
-    its size while learning from a model with more capacity than the int8 budget allows.
-    """
-    cfg = ctx.cfg
-    window, channels, k = ctx.shape
-    teacher_cfg = ModelConfig(**{**cfg.model.to_dict(), **cfg.teacher})
-    with ctx.scope():
-        teacher = build_cnn_lstm(ctx.keras, teacher_cfg, window, channels, k)
-        _compile(ctx, teacher, cfg.direct.learning_rate)
-    result = _fit(ctx, teacher, "teacher", cfg.direct, cfg.direct_weights)
-    probs = teacher.predict(ctx.normalize(ctx.train.x), batch_size=512, verbose=0)  # (W, K)
-    logits = np.log(np.clip(probs, 1e-7, 1.0)) / cfg.distill_temperature
-    soft = np.exp(logits - logits.max(axis=1, keepdims=True))
-    soft /= soft.sum(axis=1, keepdims=True)
-    onehot = np.eye(k, dtype=np.float32)[ctx.train.y]
-    result["parameters"] = int(teacher.count_params())
-    return (cfg.distill_alpha * onehot + (1 - cfg.distill_alpha) * soft).astype(np.float32), result
 
 
 def train_direct(ctx: Context):

@@ -77,28 +77,6 @@ def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset
     return dataset, split, info
 
 
-def derive_inputs(dataset: Dataset, derive: list[str]) -> Dataset:
-    """SCREENING ONLY (issue 12): per-session standardisation and magnitude channels."""
-    from dataclasses import replace
-
-    if not derive:
-        return dataset
-    triads = channel_triads(dataset.channels, dataset.units)
-    sessions, channels = [], list(dataset.channels)
-    if "magnitude" in derive:
-        channels += [f"mag{i}" for i in range(len(triads))]
-    for s in dataset.sessions:
-        x = s.data.astype(np.float32)
-        if "magnitude" in derive:
-            x = np.concatenate([x] + [np.linalg.norm(x[:, t], axis=1, keepdims=True) for t in triads],
-                               axis=1)
-        if "session_norm" in derive:
-            x = (x - x.mean(axis=0)) / np.maximum(x.std(axis=0), 1e-6)
-        sessions.append(replace(s, data=x.astype(np.float32)))
-    return replace(dataset, sessions=sessions, channels=channels,
-                   units={**dataset.units, **{c: "" for c in channels[len(dataset.channels):]}})
-
-
 def check_dataset(dataset: Dataset, window: int) -> None:
     present = [name for name, n in zip(dataset.labels, dataset.class_counts(), strict=True) if n]
     if len(present) < 2:
@@ -148,19 +126,15 @@ def _scope(distribute: str) -> tuple[Callable, int]:
 
 
 def fit_strategy(ctx) -> tuple[object, object | None, dict]:
-    """The strategy's phases on one context (teacher first when distilling): the CNN-LSTM, the
-    phase-2 CNN head (three-phase only) and each phase's result."""
+    """The strategy's phases on one context: the CNN-LSTM, the phase-2 CNN head (three-phase
+    only) and each phase's result."""
     from gesturekit.train import phases
 
     results = {}
-    if ctx.cfg.teacher:
-        ctx.targets, results["teacher"] = phases.teacher_targets(ctx)
     head = None
     if ctx.cfg.strategy == "three-phase":
         head, results["cnn"] = phases.train_cnn_head(ctx)
         model, results["lstm"] = phases.train_lstm(ctx, head)
-        if ctx.cfg.finetune.epochs:
-            results["finetune"] = phases.fine_tune(ctx, model)
     else:
         model, results["direct"] = phases.train_direct(ctx)
     return model, head, results
@@ -183,7 +157,6 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
     options = options or {}
     t0 = time.perf_counter()
     dataset, split, prepared = prepare_dataset(data, options, cfg)
-    dataset = derive_inputs(dataset, cfg.derive)
     triads = channel_triads(dataset.channels, dataset.units)
 
     import keras
@@ -283,7 +256,7 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
         # The final model's validation score next to its test score: their gap is how much
         # worse the model does on people it never saw than on the people it was chosen on.
         "validation_macro_f1": cv["val_macro_f1_mean"] if cv else
-        results[[p for p in ("direct", "lstm", "finetune") if p in results][-1]]["best_val_macro_f1"],
+        results["lstm" if "lstm" in results else "direct"]["best_val_macro_f1"],
         "cross_validation": cv,
         "test": test_scores, **extra, "seconds": seconds,
         "distribute": {"strategy": cfg.distribute, "replicas": replicas},
