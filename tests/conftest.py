@@ -54,10 +54,13 @@ def gesturekit_command(*args: str, log: Path, timeout: float = 900) -> None:
 @pytest.fixture(scope="session")
 def quick_run(synth_dataset, tmp_path_factory) -> Path:
     """`gesturekit train --quick` (three-phase, so it has the CNN head too; seed 0) on
-    `synth_dataset`; its stderr is in `train.stderr` next to it."""
+    `synth_dataset`; its stderr is in `train.stderr` next to it. A 128-sample window: on these
+    3-minute sessions the data's own (144) leaves the quick budget too few gesture windows to
+    fire the events the stream tests count."""
     out = tmp_path_factory.mktemp("quick_run") / "run"
     gesturekit_command("train", str(synth_dataset), "--out", str(out), "--quick", "--seed", "0",
-                       "--strategy", "three-phase", log=out.parent / "train.stderr")
+                       "--strategy", "three-phase", "--window", "128",
+                       log=out.parent / "train.stderr")
     return out
 
 
