@@ -107,13 +107,13 @@ def check_event_classes(event_classes: list[str] | None, labels: list[str],
     return [label for label in labels if label in set(event_classes)]
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` in one rename: a reader never sees half a file, and a
-    failure leaves the old file as it was."""
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace `path` with `data` (text is written as UTF-8) in one rename: a reader (or a
+    Ctrl-C) never finds half a file, and a failure leaves the old file as it was."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)

@@ -133,7 +133,7 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--val-subjects", type=_subjects,
                        help="comma-separated, from the rest (default: a seeded 20%% of them)")
     train.add_argument("--window", help="window length, samples (128) or seconds (2.5s); default: "
-                                        "the median segment of the dataset's briefest class")
+                                        "the median segment of the dataset's rarest class")
     train.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
     train.add_argument("--train-hop",
                        help="hop for cutting training windows only (default: --hop)")

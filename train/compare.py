@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from gesturekit.device.bundle import write_atomic
 from gesturekit.errors import UserError
 from gesturekit.train.config import STRATEGIES, TrainConfig, apply_values, read_config_file
 
@@ -270,22 +271,6 @@ def recommend(rows: list[dict], summary: list[dict]) -> dict:
 
 
 # --- output ---------------------------------------------------------------------------------
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace `path` in one rename, so a reader (or a Ctrl-C) never finds half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _unit(u: dict) -> str:
