@@ -37,7 +37,7 @@ class TrainConfig:
     strategy: str = "direct"
     seed: int = 0
     # Window and hops: samples (128), seconds ("2.5s"), or None: the window from the dataset
-    # (`trainer.resolve_window`: its shortest class's median segment), the hop half of it and
+    # (`trainer.resolve_window`: its rarest class's median segment), the hop half of it and
     # the training hop equal to the hop. The run's config.json holds the samples it used.
     window: int | str | None = None
     hop: int | str | None = None

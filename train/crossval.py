@@ -39,22 +39,21 @@ def cross_validate(cfg: TrainConfig, subjects: list[str],
     and the mean ± std of the validation macro-F1 of the model each fold would ship."""
     subjects = sorted(subjects, key=lambda s: (len(s), s))  # folds independent of split order
     groups = fold_subjects(subjects, cfg.folds, cfg.seed)
-    phases_chosen = PHASES[cfg.strategy]
-    last = phases_chosen[-1]
+    chosen = PHASES[cfg.strategy]
     folds = []
     for i, val in enumerate(groups, start=1):
         train = [s for s in subjects if s not in set(val)]
         progress(f"fold {i}/{len(groups)}: validation subjects {', '.join(val)}")
         phases = fit_fold(train, val)
         folds.append({"val_subjects": val,
-                      "val_macro_f1": phases[last]["best_val_macro_f1"],
-                      "best_epochs": {p: phases[p]["best_epoch"] for p in phases_chosen}})
+                      "val_macro_f1": phases[chosen[-1]]["best_val_macro_f1"],
+                      "best_epochs": {p: phases[p]["best_epoch"] for p in chosen}})
         progress(f"fold {i}/{len(groups)}: validation macro-F1 {folds[-1]['val_macro_f1']:.3f}")
     f1 = [f["val_macro_f1"] for f in folds]
     return {"folds": folds, "val_macro_f1_mean": statistics.mean(f1),
             "val_macro_f1_std": statistics.stdev(f1),
             "epochs": {p: max(1, round(statistics.median(f["best_epochs"][p] for f in folds)))
-                       for p in phases_chosen}}
+                       for p in chosen}}
 
 
 def final_config(cfg: TrainConfig, epochs: dict[str, int]) -> TrainConfig:
