@@ -124,14 +124,16 @@ def random_probability_stream(rng: np.random.Generator, n: int, classes: int) ->
     return probs
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"k{c.smoothing}-t{c.threshold}")
-def test_postprocess_matches_python_event_detector(replay, cfg):
-    labels = ["idle", "walk", "jump", "punch", "turn"]
-    rng = np.random.default_rng(cfg.smoothing)
+def replay_random_stream(replay, cfg: PostprocessConfig, labels: list[str],
+                         rng: np.random.Generator, per_class: bool) -> tuple[list, list]:
+    """3,000 random probability windows with 20 gaps (idle = background) through the Python
+    EventDetector and the C++ replay; returns (Python's events, C++'s events)."""
     probs = random_probability_stream(rng, 3000, len(labels))
     gaps = set(rng.choice(len(probs), 20, replace=False).tolist())
     python = EventDetector(cfg, labels, background_index=0)
     commands = [setup_command(128, 16, 6, len(labels), cfg, background=0)]
+    if per_class:
+        commands.append(classes_command(cfg, labels, background=0))
     expected = []
     for i, p in enumerate(probs):
         if i in gaps:
@@ -144,6 +146,14 @@ def test_postprocess_matches_python_event_detector(replay, cfg):
             expected.append((event.index, event.confidence, event.time, event.end_sample))
         commands.append(f"probs {h(t)} {end} " + " ".join(h(v) for v in p))
     _, events = parse_updates(run_replay(replay, commands))
+    return expected, events
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: f"k{c.smoothing}-t{c.threshold}")
+def test_postprocess_matches_python_event_detector(replay, cfg):
+    labels = ["idle", "walk", "jump", "punch", "turn"]
+    rng = np.random.default_rng(cfg.smoothing)
+    expected, events = replay_random_stream(replay, cfg, labels, rng, per_class=False)
     assert len(expected) > 20, "the stream should fire events"
     assert events == expected
 
@@ -173,23 +183,7 @@ def test_per_class_postprocess_and_event_classes_match_python(replay, seed):
                  for label in labels[1:]}
     cfg = PostprocessConfig(smoothing=2, threshold=0.6, min_consecutive=2, refractory_s=1.0,
                             per_class=per_class, event_classes=["idle", "jump", "punch", "turn"])
-    probs = random_probability_stream(rng, 3000, len(labels))
-    gaps = set(rng.choice(len(probs), 20, replace=False).tolist())
-    python = EventDetector(cfg, labels, background_index=0)
-    commands = [setup_command(128, 16, 6, len(labels), cfg, background=0),
-                classes_command(cfg, labels, background=0)]
-    expected = []
-    for i, p in enumerate(probs):
-        if i in gaps:
-            python.reset()
-            commands.append("reset")
-        end = 128 + 16 * i
-        t = end / 50.0
-        event = python.update(p, t, end)
-        if event is not None:
-            expected.append((event.index, event.confidence, event.time, event.end_sample))
-        commands.append(f"probs {h(t)} {end} " + " ".join(h(v) for v in p))
-    _, events = parse_updates(run_replay(replay, commands))
+    expected, events = replay_random_stream(replay, cfg, labels, rng, per_class=True)
     assert len(expected) > 20, "the stream should fire events"
     assert {e[0] for e in expected} <= {2, 3, 4}  # never idle (background) or walk (a state)
     assert events == expected
