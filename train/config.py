@@ -33,7 +33,7 @@ class SandboxConfig:
 @dataclass
 class TrainConfig:
     # Default from bench/train_hapt.py (HAPT, 3 seeds): direct with inverse weights beat
-    # three-phase by 0.02 macro-F1 at natural imbalance and at 50x; see the README.
+    # three-phase by 0.02 macro-F1 at natural imbalance and at 50x (docs/benchmarks.md).
     strategy: str = "direct"
     seed: int = 0
     # Window and hops: samples (128), seconds ("2.5s"), or None: the window from the dataset
@@ -45,6 +45,7 @@ class TrainConfig:
     train_hop: int | str | None = None  # denser training windows (more offsets of rare gestures)
     test_subjects: list[str] | None = None
     val_subjects: list[str] | None = None
+    train_subjects: list[str] | None = None  # config only: train on these alone (learning curves)
     folds: int = 0  # > 1: subject-wise cross-validation, then the final model on every subject
     sandbox: bool = True
     cnn_weights: str = "sqrt"  # phase 2 (three-phase)

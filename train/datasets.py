@@ -245,14 +245,16 @@ class Split:
 
 def split_subjects(subjects: list[str], seed: int, test_subjects: list[str] | None = None,
                    val_subjects: list[str] | None = None, test_fraction: float = 0.2,
-                   val_fraction: float = 0.2) -> Split:
+                   val_fraction: float = 0.2, train_subjects: list[str] | None = None) -> Split:
     """Split by subject so no person's windows fall on both sides.
 
     Named test (and validation) subjects are used as given; otherwise they are drawn with
-    `seed`. Validation subjects always come from the non-test subjects.
+    `seed`. Validation subjects always come from the non-test subjects. Training uses every
+    other subject, or only `train_subjects` (a learning curve: fewer people, same test).
     """
     known = set(subjects)
-    for name, given in (("test", test_subjects), ("validation", val_subjects)):
+    for name, given in (("test", test_subjects), ("validation", val_subjects),
+                        ("training", train_subjects)):
         missing = [s for s in given or [] if s not in known]
         if missing:
             raise UserError(f"{name} subjects {', '.join(missing)} are not in the dataset "
@@ -274,6 +276,12 @@ def split_subjects(subjects: list[str], seed: int, test_subjects: list[str] | No
         n_val = max(1, round(val_fraction * len(rest)))
         val_subjects = rest[:n_val]
     train = [s for s in rest if s not in set(val_subjects)]
+    if train_subjects is not None:
+        taken = [s for s in train_subjects if s not in set(train)]
+        if taken:
+            raise UserError(f"training subject(s) {', '.join(taken)} are test or validation "
+                            f"subjects; expected some of {', '.join(train)}")
+        train = list(train_subjects)
     if not train:
         raise UserError("no subjects left for training after the test and validation subjects")
     key = _subject_key

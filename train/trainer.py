@@ -66,7 +66,8 @@ def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset
     dataset = load_dataset(path, **options)
     info = {"window": resolve_window(cfg, dataset)}
     check_dataset(dataset, cfg.window)
-    split = split_subjects(dataset.subjects, cfg.seed, cfg.test_subjects, cfg.val_subjects)
+    split = split_subjects(dataset.subjects, cfg.seed, cfg.test_subjects, cfg.val_subjects,
+                           train_subjects=cfg.train_subjects)
     if cfg.thin:
         fit_subjects = split.train + split.val  # never the test subjects
         before = imbalance_ratio(dataset, fit_subjects)
