@@ -181,6 +181,21 @@ def test_overlapping_test_and_validation_subjects_are_refused():
         split_subjects(["1", "2", "3", "4"], seed=0, test_subjects=["2"], val_subjects=["2", "3"])
 
 
+def test_training_subjects_narrow_the_training_split_only():
+    """A learning curve: fewer training people, the same validation and test people."""
+    from gesturekit.errors import UserError
+
+    subjects = [str(i) for i in range(1, 11)]
+    full = split_subjects(subjects, seed=1, test_subjects=["2", "5"])
+    some = split_subjects(subjects, seed=1, test_subjects=["2", "5"], train_subjects=full.train[:2])
+    assert some.train == sorted(full.train[:2], key=int)
+    assert (some.val, some.test) == (full.val, full.test)
+    with pytest.raises(UserError, match="training subject\\(s\\) 2 are test or validation"):
+        split_subjects(subjects, seed=1, test_subjects=["2", "5"], train_subjects=["2"])
+    with pytest.raises(UserError, match="training subjects 99 are not in the dataset"):
+        split_subjects(subjects, seed=1, train_subjects=["99"])
+
+
 def test_info_on_a_dataset_without_labelled_classes(tmp_path, capsys):
     (tmp_path / "s1.csv").write_text(HEADER + "0.00,0.1,0.2,1.0,\n0.02,0.1,0.2,1.0,\n")
     code, out, err = run_cli(capsys, "data", "info", str(tmp_path), "--rate", "50")
@@ -331,3 +346,24 @@ def test_one_rate_policy_for_live_streams_and_recordings():
                 check_rate(dataset, 50.0)
         else:
             check_rate(dataset, 50.0)
+
+
+def test_one_channel_mapping_rule_by_name_else_by_position():
+    """Named sources (recordings, datasets, a stream's header) map by name in any order; only a
+    source without names maps by position; either way a mismatch is one line naming it."""
+    from gesturekit.device.model_info import channel_order
+    from gesturekit.errors import UserError
+    from gesturekit.train.datasets import Dataset
+    from gesturekit.train.evaluate import align
+
+    model = ["ax", "ay", "gz"]
+    assert channel_order(model, ["t", "gz", "ay", "ax", "mag"], "s.csv") == [3, 2, 1]
+    assert channel_order(model, 3, "port loop://") == [0, 1, 2]
+    with pytest.raises(UserError, match=r"^s.csv: no channel\(s\) gz; the model needs ax, ay, gz "
+                                        r"\(it has ax, ay, gyro_z\)$"):
+        channel_order(model, ["ax", "ay", "gyro_z"], "s.csv")  # same count: never by position
+    with pytest.raises(UserError, match=r"^port x: 4 unnamed columns; the model needs 3 "
+                                        r"\(ax, ay, gz, in this order\)$"):
+        channel_order(model, 4, "port x")
+    dataset = Dataset("d", "data", 50.0, ["gz", "ax", "ay"], {}, ["walk"], None, [])
+    assert align(dataset, ["walk"], model).channels == model
