@@ -68,6 +68,32 @@ class LineParser {
   static bool is_digit(char c) { return c >= '0' && c <= '9'; }
   static char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 
+  // The fields of a line, split like Python's split(b",") when it has a comma (empty fields
+  // included), else like split() (runs of whitespace, none empty): one split for samples and
+  // headers.
+  struct Fields {
+    const char* p;
+    const char* end;
+    bool comma;
+    bool done = false;
+
+    // The next field as [*begin, *stop); false when there is none left.
+    bool next(const char** begin, const char** stop) {
+      if (done) return false;
+      if (!comma) {
+        while (p < end && is_space(*p)) ++p;
+        if (p == end) return false;
+      }
+      const char* q = p;
+      while (q < end && (comma ? *q != ',' : !is_space(*q))) ++q;
+      *begin = p;
+      *stop = q;
+      done = comma && q == end;  // the field after the last comma is the last one
+      p = comma && q < end ? q + 1 : q;
+      return true;
+    }
+  };
+
   // Case-insensitive: does [begin, end) equal `word`?
   static bool equals(const char* begin, const char* end, const char* word) {
     for (; begin < end; ++begin, ++word) {
@@ -137,33 +163,15 @@ class LineParser {
     for (const char* p = line; p < end; ++p) comma = comma || *p == ',';
     float values[kMaxChannels];
     int count = 0;
-    bool numeric = true;
-    const char* p = line;
-    while (numeric) {  // split like Python's split(b",") or split()
-      const char* begin;
-      const char* stop;
-      if (comma) {
-        begin = p;
-        stop = p;
-        while (stop < end && *stop != ',') ++stop;
-      } else {
-        while (p < end && is_space(*p)) ++p;
-        if (p == end) break;
-        begin = p;
-        stop = p;
-        while (stop < end && !is_space(*stop)) ++stop;
-      }
+    Fields fields{line, end, comma};
+    const char* begin;
+    const char* stop;
+    while (fields.next(&begin, &stop)) {
       double value;
-      if (!parse_number(begin, stop, &value)) {
-        numeric = false;
-        break;
-      }
+      if (!parse_number(begin, stop, &value)) return classify_text(line, end, comma);
       if (count < kMaxChannels) values[count] = static_cast<float>(value);
       ++count;
-      if (comma && stop == end) break;
-      p = stop + (comma ? 1 : 0);
     }
-    if (!numeric) return classify_text(line, end, comma);
     if (count == 0) {
       ++stats_.empty;
       return false;
@@ -213,21 +221,10 @@ class LineParser {
   // Every field a name ([A-Za-z_][A-Za-z0-9_.-]* after stripping), as many as channels.
   bool is_header(const char* line, const char* end, bool comma) const {
     int count = 0;
-    const char* p = line;
-    for (;;) {
-      const char* begin;
-      const char* stop;
-      if (comma) {
-        begin = p;
-        stop = p;
-        while (stop < end && *stop != ',') ++stop;
-      } else {
-        while (p < end && is_space(*p)) ++p;
-        if (p == end) break;
-        begin = p;
-        stop = p;
-        while (stop < end && !is_space(*stop)) ++stop;
-      }
+    Fields fields{line, end, comma};
+    const char* begin;
+    const char* stop;
+    while (fields.next(&begin, &stop)) {
       const char* a = begin;
       const char* b = stop;
       while (a < b && is_space(*a)) ++a;
@@ -240,8 +237,6 @@ class LineParser {
         }
       }
       ++count;
-      if (comma && stop == end) break;
-      p = stop + (comma ? 1 : 0);
     }
     return count == channels_;
   }
