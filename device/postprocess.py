@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle, check_postprocess, default_events
+from gesturekit.device.model_info import DEFAULT_POSTPROCESS, ModelInfo, check_postprocess, default_events
 
 
 @dataclass
@@ -36,7 +36,7 @@ class PostprocessConfig:
     event_classes: list[str] | None = None  # None: every class but the background
 
     @classmethod
-    def for_bundle(cls, bundle: Bundle, overrides: dict | None = None) -> PostprocessConfig:
+    def for_bundle(cls, bundle: ModelInfo, overrides: dict | None = None) -> PostprocessConfig:
         """The bundle's `postprocess` and `event_classes`, with the non-None `overrides`
         (command-line flags) applied; a flag sets its setting for every class."""
         given = {k: v for k, v in (overrides or {}).items() if v is not None}

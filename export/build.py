@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from gesturekit.device.bundle import MODEL_JSON, Bundle, check_event_classes, write_model_json
+from gesturekit.device.bundle import MODEL_JSON, Bundle, write_model_json
+from gesturekit.device.model_info import check_event_classes
 from gesturekit.errors import UserError
 from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
 
@@ -77,11 +78,13 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     out = Path(out)
     prepare_output(out, force)
     run = load_run(run_path)
-    event_classes = check_event_classes(event_classes, run.labels, run.background_label,
-                                        str(run.root))
     kind = MODELS[model]
+    # The bundle's model: the run's, stateless for the CNN head, with the chosen event classes.
+    chosen = check_event_classes(event_classes, run.model_info.labels,
+                                 run.model_info.background_label, str(run.root))
+    info = replace(run.model_info, stateful=kind == "cnn_lstm", event_classes=chosen)
     keras_model = load_keras_model(run, kind)
-    n_classes, window, channels = len(run.labels), run.window, len(run.channels)
+    n_classes, window, channels = len(info.labels), info.window, len(info.channels)
     if tuple(keras_model.input_shape[1:]) != (window, channels) or \
             keras_model.output_shape[-1] != n_classes:
         raise UserError(f"{run.root}: model input {keras_model.input_shape} / output "
@@ -109,7 +112,6 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     t_out = int8_graph.tensors[int8_graph.outputs[0]]
     quantization = {"input": {"scale": t_in.scale[0], "zero_point": t_in.zero_point[0]},
                     "output": {"scale": t_out.scale[0], "zero_point": t_out.zero_point[0]}}
-    stateful = kind == "cnn_lstm"
 
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
@@ -117,32 +119,20 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
         (work / FILES["float"]).write_bytes(models.float_model)
         (work / FILES["int8"]).write_bytes(models.int8_model)
         (work / FILES["onnx"]).write_bytes(onnx_bytes)
-        norm = run.normalization
         carray.write_c_sources(work, models.int8_model, carray.SketchConfig(
-            labels=run.labels, background_label=run.background_label, channels=run.channels,
-            units=run.units, sample_rate_hz=run.sample_rate_hz, window=window, hop=run.hop,
-            mean=[float(v) for v in norm.mean], std=[float(v) for v in norm.std],
-            input_scale=quantization["input"]["scale"],
-            input_zero_point=quantization["input"]["zero_point"],
-            output_scale=quantization["output"]["scale"],
-            output_zero_point=quantization["output"]["zero_point"],
-            stateful=stateful, ops=int8_ops, resolver_methods=resolver_methods,
-            arena_bytes=arena_bytes, event_classes=event_classes))
+            info, quantization, int8_ops, resolver_methods, arena_bytes))
         ops = {FILES["float"]: flatbuffer.model_ops(models.float_model),
                FILES["int8"]: int8_ops, FILES["onnx"]: onnx_export.onnx_ops(onnx_bytes)}
         test_metrics = run.metrics.get("test", {})
         bundle = Bundle(
-            root=work, labels=run.labels, background_label=run.background_label,
-            channels=run.channels, units=run.units, sample_rate_hz=run.sample_rate_hz,
-            window=window, hop=run.hop, normalization=norm, stateful=stateful, files=dict(FILES),
-            quantization=quantization, ops=ops,
+            **vars(info), root=work, files=dict(FILES), quantization=quantization, ops=ops,
             training={"run": str(run.root), "model": kind, "dataset": run.config["dataset"],
                       "split": run.split, "seed": run.config.get("seed"),
                       "strategy": run.config.get("strategy"),
                       "test_macro_f1": test_metrics.get("macro_f1"),
                       "per_class_f1": {k: v.get("f1") for k, v in
                                        test_metrics.get("per_class", {}).items()}},
-            parity={}, event_classes=event_classes,
+            parity={},
         )
         # Parity runs the written files through the runner's own Classifier (deployed path).
         probs = {"keras": keras_probs, **_bundle_probabilities(bundle, test.x)}
@@ -152,10 +142,10 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
                        agreement[n]["argmax_agreement"] >= FLOAT_MIN_AGREEMENT
                        for n in ("float", "onnx"))
         summary = {
-            "model": kind, "run": str(run.root), "labels": run.labels, "channels": run.channels,
-            "window": window, "hop": run.hop, "sample_rate_hz": run.sample_rate_hz,
+            "model": kind, "run": str(run.root), "labels": info.labels, "channels": info.channels,
+            "window": window, "hop": info.hop, "sample_rate_hz": info.sample_rate_hz,
             "params": int(keras_model.count_params()), "macs": report.count_macs(keras_model),
-            "stateful": stateful, "run_macro_f1": test_metrics.get("macro_f1"),
+            "stateful": info.stateful, "run_macro_f1": test_metrics.get("macro_f1"),
             "files": {name: {"bytes": (work / name).stat().st_size, "ops": ops.get(name, [])}
                       for name in FILES.values() if name != FILES["report"]},
             "arena": {**asdict(arena), "recommended": arena_bytes},
@@ -211,7 +201,7 @@ def _plot_test_session(run, work: Path) -> dict:
         if path is None:
             return {"skipped": f"{dataset.root}: its sessions are inside a zip, not files"}
         data = plot_recording(path, work / "test_session.png", model=work,
-                              rate_hz=run.sample_rate_hz)
+                              rate_hz=run.model_info.sample_rate_hz)
     except UserError as e:
         return {"skipped": str(e)}
     return {"session": session.name, "file": "test_session.png", "events": len(data.events)}
@@ -223,7 +213,7 @@ def _head_cost(run, test, agreement: dict, work: Path) -> dict:
     from gesturekit.train.runs import load_keras_model
 
     lstm = parity.keras_probabilities(load_keras_model(run, "cnn_lstm"), test.x)
-    lstm_f1 = macro_f1(test.y, lstm.argmax(1), len(run.labels))
+    lstm_f1 = macro_f1(test.y, lstm.argmax(1), len(run.model_info.labels))
     return {"cnn_lstm_macro_f1": lstm_f1,
             "cnn_head_macro_f1": agreement["keras"]["macro_f1"],
             "cnn_head_int8_macro_f1": agreement["int8"]["macro_f1"],

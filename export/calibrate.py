@@ -28,14 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
-from gesturekit.device.bundle import (
-    DEFAULT_POSTPROCESS,
-    Bundle,
-    check_event_classes,
-    load_bundle,
-    write_atomic,
-    write_model_json,
-)
+from gesturekit.device.bundle import Bundle, load_bundle, write_atomic, write_model_json
+from gesturekit.device.model_info import DEFAULT_POSTPROCESS, channel_order, check_event_classes
 from gesturekit.device.postprocess import PostprocessConfig, smoothed
 from gesturekit.device.stream_eval import (
     bundle_label_ids,
@@ -103,7 +97,7 @@ class _Session:
 def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> tuple[list, dict]:
     """The run's validation sessions of DATA, replayed once; refuses everything unusable."""
     from gesturekit.train.datasets import load_dataset
-    from gesturekit.train.evaluate import channel_order, check_rate
+    from gesturekit.train.evaluate import check_rate
     from gesturekit.train.runs import load_run
 
     run_path = bundle.training.get("run")
@@ -118,7 +112,7 @@ def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> t
         raise UserError(f"{data}: the run's validation subjects {', '.join(missing or val) or '(none)'} "
                         f"are not in the dataset (subjects: {', '.join(dataset.subjects)})")
     check_rate(dataset, bundle.sample_rate_hz)
-    order = channel_order(dataset, bundle.channels)
+    order = channel_order(bundle.channels, dataset.channels, str(dataset.root))
     classifier = Classifier(bundle, *classifier_args)
     sessions = []
     for s in dataset.sessions:

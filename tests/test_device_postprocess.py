@@ -99,12 +99,12 @@ def test_reset_forgets_the_run_across_a_gap():
 
 
 def test_bundle_defaults_and_flag_overrides(tmp_path):
-    from gesturekit.device.bundle import Bundle
+    from gesturekit.device.model_info import ModelInfo
     from gesturekit.device.windowing import Normalization
     from gesturekit.errors import UserError
 
-    bundle = Bundle(tmp_path, LABELS, "idle", ["a"], {}, 50.0, 8, 4,
-                    Normalization(np.zeros(1), np.ones(1)), False, {})
+    bundle = ModelInfo(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),
+                       False)
     cfg = PostprocessConfig.for_bundle(bundle, {"threshold": 0.8, "smoothing": None})
     assert (cfg.threshold, cfg.smoothing) == (0.8, bundle.postprocess["smoothing"])
     with pytest.raises(UserError, match="threshold"):
@@ -114,24 +114,24 @@ def test_bundle_defaults_and_flag_overrides(tmp_path):
 @pytest.mark.parametrize("override", [{"refractory_s": float("nan")}, {"threshold": float("inf")},
                                       {"smoothing": 2.5}, {"min_consecutive": 0}])
 def test_flag_overrides_go_through_the_bundle_check(tmp_path, override):
-    from gesturekit.device.bundle import Bundle
+    from gesturekit.device.model_info import ModelInfo
     from gesturekit.device.windowing import Normalization
     from gesturekit.errors import UserError
 
-    bundle = Bundle(tmp_path, LABELS, "idle", ["a"], {}, 50.0, 8, 4,
-                    Normalization(np.zeros(1), np.ones(1)), False, {})
+    bundle = ModelInfo(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),
+                       False)
     with pytest.raises(UserError, match=f"postprocess.{next(iter(override))}"):
         PostprocessConfig.for_bundle(bundle, override)
 
 
 def test_unknown_postprocess_key_fails_at_load_bundle(tmp_path):
-    from gesturekit.device.bundle import DEFAULT_POSTPROCESS, Bundle, load_bundle, write_model_json
+    from gesturekit.device.bundle import Bundle, load_bundle, write_model_json
+    from gesturekit.device.model_info import DEFAULT_POSTPROCESS
     from gesturekit.device.windowing import Normalization
     from gesturekit.errors import UserError
 
-    bundle = Bundle(tmp_path, LABELS, "idle", ["a"], {}, 50.0, 8, 4,
-                    Normalization(np.zeros(1), np.ones(1)), False, {},
-                    postprocess={**DEFAULT_POSTPROCESS, "smoothin": 5})
+    bundle = Bundle(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),
+                    False, root=tmp_path, files={}, postprocess={**DEFAULT_POSTPROCESS, "smoothin": 5})
     write_model_json(bundle)
     with pytest.raises(UserError, match=r"model.json: unknown postprocess keys \['smoothin'\]"):
         load_bundle(tmp_path)

@@ -85,8 +85,8 @@ def test_event_scores_count_delay_double_counts_and_where_false_events_fall(tmp_
     from gesturekit.device.windowing import Normalization
 
     labels = ["idle", "walk", "jump"]  # idle: background; walk: a state; jump: the event
-    bundle = Bundle(tmp_path, labels, "idle", ["a"], {}, 10.0, 10, 5,
-                    Normalization(np.zeros(1), np.ones(1)), False, {}, event_classes=["jump"])
+    bundle = Bundle(labels, "idle", ["a"], {}, 10.0, 10, 5, Normalization(np.zeros(1), np.ones(1)),
+                    False, root=tmp_path, files={}, event_classes=["jump"])
     ids = np.full(400, -1)  # unlabelled = background
     ids[100:200] = 1  # walk
     ids[120:130] = 2  # jump segment 1, starts at 12.0 s

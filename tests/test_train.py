@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -80,7 +81,8 @@ def test_saved_model_reproduces_the_test_metrics(run):
     confusion = json.loads((run / "metrics.json").read_text())["test"]["confusion"]
     from gesturekit.train.metrics import confusion_matrix
 
-    np.testing.assert_array_equal(confusion_matrix(test.y, pred, len(info.labels)), confusion)
+    np.testing.assert_array_equal(confusion_matrix(test.y, pred, len(info.model_info.labels)),
+                                  confusion)
 
 
 def test_evaluate_gives_the_same_report_on_a_dataset(run, synth, tmp_path, capsys):
@@ -102,14 +104,12 @@ def test_evaluate_stream_hands_a_bundle_to_the_live_side(run, synth, tmp_path, c
     info = load_run(run)
     bundle = tmp_path / "bundle"
     bundle.mkdir()
-    spec = [tf.TensorSpec([None, info.window, len(info.channels)], tf.float32, name="window")]
+    spec = [tf.TensorSpec([None, info.model_info.window, len(info.model_info.channels)], tf.float32,
+                          name="window")]
     tf2onnx.convert.from_keras(load_keras_model(info), input_signature=spec,
                                output_path=str(bundle / "model.onnx"))
-    write_model_json(Bundle(root=bundle, labels=info.labels, background_label=info.background_label,
-                            channels=info.channels, units=info.units,
-                            sample_rate_hz=info.sample_rate_hz, window=info.window, hop=info.hop,
-                            normalization=info.normalization, stateful=False,
-                            files={"onnx": "model.onnx"}))
+    model = replace(info.model_info, stateful=False)
+    write_model_json(Bundle(**vars(model), root=bundle, files={"onnx": "model.onnx"}))
     assert main(["evaluate", str(bundle), str(synth), "--stream", "--subjects", "5,6",
                  "--json"]) == 0
     result = json.loads(capsys.readouterr().out)

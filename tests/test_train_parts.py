@@ -148,7 +148,7 @@ def test_export_plot_is_decorative_and_uses_the_run_rate(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(gesturekit.train.plots, "plot_recording", fake_plot)
     run = SimpleNamespace(config={"dataset": {"path": str(synth_dataset), "options": {}}},
-                          split={"test": ["1"]}, sample_rate_hz=50.0)
+                          split={"test": ["1"]}, model_info=SimpleNamespace(sample_rate_hz=50.0))
     result = build._plot_test_session(run, tmp_path)
     assert calls == [50.0]
     assert result["skipped"].endswith(": cannot plot")

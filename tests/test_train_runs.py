@@ -60,9 +60,11 @@ def fake_run(tmp_path):
 def test_load_run_gives_the_config_and_normalised_windows(tmp_path):
     root, train, norm = fake_run(tmp_path)
     run = load_run(root)
-    assert run.labels == ["idle", "jump", "walk"] and run.window == 64 and run.hop == 32
+    info = run.model_info
+    assert info.labels == ["idle", "jump", "walk"] and info.window == 64 and info.hop == 32
+    assert info.stateful and info.channels == CHANNELS and info.background_label is None
     assert run.model_config == ModelConfig(conv_filters=[4, 4], pool_after=[1], lstm_units=4)
-    np.testing.assert_array_equal(run.normalization.mean, norm.mean)
+    np.testing.assert_array_equal(info.normalization.mean, norm.mean)
     windows = run_windows(run, "train")
     np.testing.assert_array_equal(windows.y, train.y)
     np.testing.assert_allclose(windows.x, norm.apply(train.x))
@@ -87,6 +89,12 @@ def test_load_run_refuses_what_is_not_a_run(tmp_path):
     config["format_version"] = RUN_FORMAT_VERSION + 1
     (root / "config.json").write_text(json.dumps(config))
     with pytest.raises(UserError, match="newer"):
+        load_run(root)
+    # The model's fields get the bundle's check (one ModelInfo reader for both files).
+    config["format_version"] = RUN_FORMAT_VERSION
+    config["normalization"]["std"] = config["normalization"]["std"][:2]
+    (root / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UserError, match=r"config.json: normalization.std has 2 values for 6 channels"):
         load_run(root)
 
 

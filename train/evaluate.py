@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.bundle import rate_is_off
+from gesturekit.device.model_info import ModelInfo, channel_order
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import Dataset, load_dataset, make_windows
 from gesturekit.train.metrics import scores
@@ -26,22 +27,13 @@ def check_rate(dataset: Dataset, rate_hz: float) -> None:
                         f"trained at {rate_hz:g} Hz")
 
 
-def channel_order(dataset: Dataset, channels: list[str]) -> list[int]:
-    """Indices of the model's channels in the dataset; a missing channel is an error."""
-    missing = [c for c in channels if c not in dataset.channels]
-    if missing:
-        raise UserError(f"{dataset.root}: no channel(s) {', '.join(missing)}; the model needs "
-                        f"{', '.join(channels)} (dataset has {', '.join(dataset.channels)})")
-    return [dataset.channels.index(c) for c in channels]
-
-
 def align(dataset: Dataset, labels: list[str], channels: list[str]) -> Dataset:
     """The dataset with channels in the model's order and class ids in the model's indexing.
 
     Classes the model does not know are left unlabelled (not scored); a missing channel is
     an error.
     """
-    order = channel_order(dataset, channels)
+    order = channel_order(channels, dataset.channels, str(dataset.root))
     remap = np.array([labels.index(n) if n in labels else -1 for n in dataset.labels] + [-1],
                      dtype=np.int16)  # index -1 (unlabelled) maps through the appended -1
     known = [n for n in dataset.labels if n in labels]
@@ -56,29 +48,37 @@ def align(dataset: Dataset, labels: list[str], channels: list[str]) -> Dataset:
 
 def evaluate_run(run: RunInfo, dataset: Dataset, subjects: list[str] | None = None) -> dict:
     """Scores of the run's CNN-LSTM on the dataset's windows (cut with the run's settings)."""
-    check_rate(dataset, run.sample_rate_hz)
-    dataset = align(dataset, run.labels, run.channels)
-    windows = make_windows(dataset, subjects, run.window, run.hop, float(run.config["purity"]))
+    info = run.model_info
+    check_rate(dataset, info.sample_rate_hz)
+    dataset = align(dataset, info.labels, info.channels)
+    windows = make_windows(dataset, subjects, info.window, info.hop, float(run.config["purity"]))
     if len(windows.y) == 0:
-        raise UserError(f"{dataset.root}: no labelled windows of {run.window} samples "
+        raise UserError(f"{dataset.root}: no labelled windows of {info.window} samples "
                         f"(purity {run.config['purity']}) to evaluate")
     model = load_keras_model(run)
-    prob = model.predict(run.normalization.apply(windows.x), batch_size=512, verbose=0)
-    return scores(windows.y, prob.argmax(axis=1), run.labels)
+    prob = model.predict(info.normalization.apply(windows.x), batch_size=512, verbose=0)
+    return scores(windows.y, prob.argmax(axis=1), info.labels)
+
+
+def stream_sessions(model: ModelInfo, dataset: Dataset, subjects: list[str] | None) -> list:
+    """The dataset's sessions (of `subjects`, None: all) for `evaluate_stream`: the rate
+    checked and the columns in the model's order (by name)."""
+    from gesturekit.device.stream_eval import StreamSession
+
+    check_rate(dataset, model.sample_rate_hz)
+    order = channel_order(model.channels, dataset.channels, str(dataset.root))
+    wanted = set(subjects) if subjects else None
+    return [StreamSession(s.name, s.data[:, order], s.label_ids) for s in dataset.sessions
+            if wanted is None or s.subject in wanted]
 
 
 def evaluate_bundle_stream(bundle_dir: str, dataset: Dataset, subjects: list[str] | None) -> dict:
     """Event-level scores from the live side's streaming evaluation of whole sessions."""
     from gesturekit.device.bundle import load_bundle
-    from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+    from gesturekit.device.stream_eval import evaluate_stream
 
     bundle = load_bundle(bundle_dir)
-    check_rate(dataset, bundle.sample_rate_hz)
-    order = channel_order(dataset, bundle.channels)
-    wanted = set(subjects) if subjects else None
-    sessions = [StreamSession(s.name, s.data[:, order], s.label_ids) for s in dataset.sessions
-                if wanted is None or s.subject in wanted]
-    return evaluate_stream(bundle, sessions, dataset.labels)
+    return evaluate_stream(bundle, stream_sessions(bundle, dataset, subjects), dataset.labels)
 
 
 def evaluate_command(model: str, data: str, options: dict, subjects: list[str] | None = None,

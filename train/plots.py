@@ -7,7 +7,8 @@ The session is read with the simulator's loader (`device.simulate.load_session`:
 replay `device.stream_eval.replay` that `evaluate --stream` and `calibrate` use too. So the
 events in the picture are those `run` prints and `evaluate --stream` scores: event classes
 only (states such as `walk` show in the prediction strip, never as events).
-`plot_recording` returns the numbers behind the picture (`PlotData`).
+The session's columns go to the model by name (`device.model_info.channel_order`, the one
+channel-mapping rule). `plot_recording` returns the numbers behind the picture (`PlotData`).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
-from gesturekit.device.bundle import Bundle, load_bundle, rate_is_off
+from gesturekit.device.bundle import load_bundle, rate_is_off
 from gesturekit.device.hapt import HaptSource, activity_names
+from gesturekit.device.model_info import channel_order
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.recording import HAPT_SESSION, find_spec, read_recording, read_spec
 from gesturekit.device.simulate import Session, load_session
@@ -40,7 +42,6 @@ class PlotData:
     segments: list[tuple[str, int, int]]  # (label, first, end) runs of equally labelled samples
     model: str | None = None
     model_labels: list[str] = field(default_factory=list)
-    channel_order: str | None = None  # how the session's columns were fed to the model
     hop: int = 0  # the model's hop: each window's prediction is drawn over its newest hop
     postprocess: dict = field(default_factory=dict)
     window_ends: list[int] = field(default_factory=list)  # sample after each window's last
@@ -83,18 +84,6 @@ def label_segments(labels: np.ndarray) -> list[tuple[str, int, int]]:
     return [(str(labels[a]), a, b) for a, b in label_runs(labels) if labels[a]]
 
 
-def model_input(session: Session, bundle: Bundle) -> tuple[np.ndarray, str]:
-    """The session's columns in the model's order: by name when it has all of the model's
-    channels, else by position when the counts agree (what `run` does with a stream)."""
-    if all(c in session.channels for c in bundle.channels):
-        return session.data[:, [session.channels.index(c) for c in bundle.channels]], "by name"
-    if len(session.channels) == len(bundle.channels):
-        return session.data, (f"by position: {', '.join(session.channels)} as "
-                              f"{', '.join(bundle.channels)}")
-    raise UserError(f"{bundle.root}: the model needs channels {', '.join(bundle.channels)}; the "
-                    f"recording has {', '.join(session.channels)}")
-
-
 def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
                    model: str | os.PathLike | None = None, rate_hz: float | None = None,
                    backend: str | None = None, int8: bool = False,
@@ -110,7 +99,7 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
         if rate_is_off(session.sample_rate_hz, bundle.sample_rate_hz):
             raise UserError(f"{path}: {session.sample_rate_hz:g} Hz, but the model {bundle.root} "
                             f"expects {bundle.sample_rate_hz:g} Hz")
-        data, result.channel_order = model_input(session, bundle)
+        data = session.data[:, channel_order(bundle.channels, session.channels, str(path))]
         classifier = Classifier(bundle, *choose_backend(bundle, backend, int8))
         cfg = PostprocessConfig.for_bundle(bundle, postprocess)
         ends, probs, events = replay(bundle, data, classifier, cfg)

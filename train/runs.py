@@ -4,6 +4,8 @@
 split, window, normalisation, model config, every phase hyper-parameter); `RUN/metrics.json`
 the results; `RUN/model.keras` the final CNN-LSTM (input normalised windows (T, C), output
 softmax probabilities); `RUN/cnn_head.keras` the phase-2 CNN head when the strategy has one.
+`load_run` reads config.json's model fields (labels, channels, rate, window, ...) with the
+bundle's own check into `RunInfo.model_info`, the `ModelInfo` that export puts in the bundle.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gesturekit.device.windowing import Normalization
+from gesturekit.device.model_info import ModelInfo, read_model_info
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import Windows, make_windows
 from gesturekit.train.model import ModelConfig
@@ -30,38 +32,7 @@ class RunInfo:
     root: Path
     config: dict
     metrics: dict
-
-    @property
-    def labels(self) -> list[str]:
-        return list(self.config["labels"])
-
-    @property
-    def channels(self) -> list[str]:
-        return list(self.config["channels"])
-
-    @property
-    def units(self) -> dict[str, str]:
-        return dict(self.config.get("units") or {})
-
-    @property
-    def sample_rate_hz(self) -> float:
-        return float(self.config["sample_rate_hz"])
-
-    @property
-    def window(self) -> int:
-        return int(self.config["window"])
-
-    @property
-    def hop(self) -> int:
-        return int(self.config["hop"])
-
-    @property
-    def background_label(self) -> str | None:
-        return self.config.get("background_label")
-
-    @property
-    def normalization(self) -> Normalization:
-        return Normalization.from_dict(self.config["normalization"])
+    model_info: ModelInfo  # of the run's CNN-LSTM (stateful), from config.json
 
     @property
     def model_config(self) -> ModelConfig:
@@ -107,7 +78,9 @@ def load_run(path: str | os.PathLike) -> RunInfo:
                         f"understands ({RUN_FORMAT_VERSION}); upgrade gesturekit")
     metrics_path = root / METRICS_JSON
     metrics = _read_json(metrics_path) if metrics_path.is_file() else {}
-    return RunInfo(root=root, config=config, metrics=metrics)
+    # config.json has the model's fields under model.json's names; the CNN-LSTM keeps state.
+    model_info = read_model_info({"stateful": True, **config}, str(config_path))
+    return RunInfo(root=root, config=config, metrics=metrics, model_info=model_info)
 
 
 def load_keras_model(run: RunInfo, which: str = "cnn_lstm"):
@@ -137,19 +110,20 @@ def run_windows(run: RunInfo, subset: str = "train") -> Windows:
     """
     from gesturekit.train.datasets import load_dataset
 
-    split = run.split
+    split, model = run.split, run.model_info
     if subset not in split:
         raise UserError(f"unknown subset {subset!r}; expected one of {', '.join(split)}")
     dataset = load_dataset(run.config["dataset"]["path"], **run.config["dataset"].get("options", {}))
-    if dataset.labels != run.labels:
+    if dataset.labels != model.labels:
         raise UserError(f"{run.config['dataset']['path']}: classes {dataset.labels} differ from "
-                        f"the run's {run.labels}")
+                        f"the run's {model.labels}")
     thin = run.config.get("thin")
     if thin:  # an extreme-imbalance run: the same seeded thinning of the fitting subjects
         from gesturekit.train.imbalance import thin_to_ratio
 
         dataset, _ = thin_to_ratio(dataset, thin["classes"], split["train"] + split["val"],
                                    thin["min_ratio"], int(run.config["seed"]))
-    windows = make_windows(dataset, split[subset], run.window, run.hop, float(run.config["purity"]))
-    windows.x = run.normalization.apply(windows.x)
+    windows = make_windows(dataset, split[subset], model.window, model.hop,
+                           float(run.config["purity"]))
+    windows.x = model.normalization.apply(windows.x)
     return windows
