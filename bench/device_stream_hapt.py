@@ -7,7 +7,8 @@ Unlabelled HAPT time is the background. Two post-processing settings: the bundle
 and a looser one (no smoothing, one window), to show the trade-off. Mean ± std over bundles.
 
 Results: bench/results/device_stream_hapt.json. Run:
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/device_stream_hapt.py --bundles B0 B1 B2
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/device_stream_hapt.py --data HAPT --bundles B0 B1 B2
+(HAPT: the UCI HAPT folder or zip, https://archive.ics.uci.edu/dataset/341.)
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ import numpy as np
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+from gesturekit.device.stream_eval import evaluate_stream
 from gesturekit.train.datasets import load_dataset
+from gesturekit.train.evaluate import stream_sessions
 
-HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"  # default --data
 RESULTS = Path(__file__).resolve().parent / "results" / "device_stream_hapt.json"
 TRANSITIONS = ["STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE",
                "LIE_TO_STAND"]
@@ -33,9 +34,8 @@ LOOSE = {"smoothing": 1, "threshold": 0.5, "min_consecutive": 1, "refractory_s":
 
 def one_bundle(path: str, dataset) -> dict:
     bundle = load_bundle(path)
-    test = set(bundle.training["split"]["test"])
-    sessions = [StreamSession(s.name, s.data, s.label_ids) for s in dataset.sessions
-                if s.subject in test]
+    test = bundle.training["split"]["test"]
+    sessions = stream_sessions(bundle, dataset, test)
     classifier = Classifier(bundle, "ai_edge_litert", "float")
     out = {"bundle": path, "test_subjects": sorted(test, key=int), "sessions": len(sessions),
            "window_macro_f1": bundle.training.get("test_macro_f1")}
@@ -55,9 +55,11 @@ def mean_std(values: list) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundles", nargs="+", required=True)
-    ap.add_argument("--data", type=Path, default=HAPT,
+    ap.add_argument("--data", type=Path, required=True,
                     help="UCI HAPT folder or zip (https://archive.ics.uci.edu/dataset/341)")
     args = ap.parse_args()
+    if not args.data.exists():
+        ap.error(f"--data {args.data}: no such folder or zip")
     dataset = load_dataset(args.data)
     rows = [one_bundle(b, dataset) for b in args.bundles]
     for setting in ("bundle_defaults", "loose"):

@@ -13,7 +13,8 @@ and post-processing (`evaluate_stream`, float TFLite). Baseline in the same run:
 defaults without a background class; ratios are against it.
 
 Results: bench/results/events_hapt.json. Run:
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/events_hapt.py --work /tmp/events_hapt
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/events_hapt.py --data HAPT --work /tmp/events_hapt
+(HAPT: the UCI HAPT folder or zip, https://archive.ics.uci.edu/dataset/341.)
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ import numpy as np
 
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import load_bundle
-from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+from gesturekit.device.stream_eval import evaluate_stream
 from gesturekit.train.datasets import load_dataset
+from gesturekit.train.evaluate import stream_sessions
 
-HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
 RESULTS = Path(__file__).resolve().parent / "results" / "events_hapt.json"
 TEST_SUBJECTS = "2,4,9,10,12,13,18,20,24"
 TRANSITIONS = ["STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE",
@@ -52,18 +53,19 @@ def step(cmd: list[str], done: Path, log: Path) -> None:
     print(f"  {cmd[0]} {Path(str(cmd[1])).name}: {time.monotonic() - t:.0f} s", flush=True)
 
 
-def bundles(work: Path, condition: str, seed: int, budget: float, quick: bool) -> tuple[Path, Path]:
+def bundles(data: Path, work: Path, condition: str, seed: int, budget: float,
+            quick: bool) -> tuple[Path, Path]:
     run, bundle, cal = (work / f"{condition}_s{seed}", work / f"{condition}_s{seed}_bundle",
                         work / f"{condition}_s{seed}_calibrated")
     log = work / f"{condition}_s{seed}.log"
-    step(["train", HAPT, "--out", run, "--force", "--test-subjects", TEST_SUBJECTS, "--seed", seed,
+    step(["train", data, "--out", run, "--force", "--test-subjects", TEST_SUBJECTS, "--seed", seed,
           *CONDITIONS[condition], *(["--quick"] if quick else [])], run / "model.keras", log)
     step(["export", run, "--out", bundle, "--force", "--event-classes", ",".join(TRANSITIONS)],
          bundle / "model.json", log)
     if not (cal / "model.json").exists() or not load_bundle(cal).calibration:
         shutil.rmtree(cal, ignore_errors=True)
         shutil.copytree(bundle, cal)
-        step(["calibrate", cal, HAPT, "--max-false-per-hour", budget], work / "not a file", log)
+        step(["calibrate", cal, data, "--max-false-per-hour", budget], work / "not a file", log)
     return bundle, cal
 
 
@@ -80,9 +82,7 @@ def transitions(result: dict) -> dict:
 
 def score(path: Path, dataset) -> dict:
     bundle = load_bundle(path)
-    test = set(TEST_SUBJECTS.split(","))
-    sessions = [StreamSession(s.name, s.data, s.label_ids) for s in dataset.sessions
-                if s.subject in test]
+    sessions = stream_sessions(bundle, dataset, TEST_SUBJECTS.split(","))
     result = evaluate_stream(bundle, sessions, dataset.labels,
                              Classifier(bundle, "ai_edge_litert", "float"))
     result.pop("events_by_session")
@@ -101,19 +101,24 @@ def mean_std(values: list) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True,
+                    help="UCI HAPT folder or zip (https://archive.ics.uci.edu/dataset/341)")
     ap.add_argument("--work", type=Path, required=True, help="runs and bundles (resumable)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--budget", type=float, default=10.0, help="--max-false-per-hour")
     ap.add_argument("--quick", action="store_true", help="train with --quick (say so in results)")
     ap.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     args = ap.parse_args()
+    if not args.data.exists():
+        ap.error(f"--data {args.data}: no such folder or zip")
     args.work.mkdir(parents=True, exist_ok=True)
-    dataset = load_dataset(HAPT)  # unlabelled time is the background either way
+    dataset = load_dataset(args.data)  # unlabelled time is the background either way
     rows = []
     for condition in args.conditions:
         for seed in args.seeds:
             print(f"{condition} seed {seed}", flush=True)
-            default, calibrated = bundles(args.work, condition, seed, args.budget, args.quick)
+            default, calibrated = bundles(args.data, args.work, condition, seed, args.budget,
+                                          args.quick)
             rows.append({"condition": condition, "seed": seed,
                          "defaults": score(default, dataset),
                          "calibrated": score(calibrated, dataset)})

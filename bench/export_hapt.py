@@ -8,8 +8,9 @@ max |dp| and argmax agreement; int8: argmax agreement and macro-F1 change) and s
 the float model of the same run (the baseline).
 
 Results: bench/results/export_hapt_STRATEGY.json (rewritten after every seed). Run:
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/export_hapt.py [--seeds 0,1,2] [--work DIR]
-        [--strategy three-phase]
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/export_hapt.py --data HAPT [--seeds 0,1,2]
+        [--work DIR] [--strategy three-phase]
+(HAPT: the UCI HAPT folder or zip, https://archive.ics.uci.edu/dataset/341.)
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import tempfile
 from pathlib import Path
 
-HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"  # default --data
 RESULTS = Path(__file__).resolve().parent / "results"
 TEST_SUBJECTS = ["2", "4", "9", "10", "12", "13", "18", "20", "24"]
 TARGETS = {"float_max_abs_diff": 1e-4, "float_min_agreement": 0.999,
@@ -90,9 +90,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--work", help="folder for runs and bundles (default: a temp folder)")
     parser.add_argument("--strategy", help="training strategy (default: the default's)")
-    parser.add_argument("--data", type=Path, default=HAPT,
+    parser.add_argument("--data", type=Path, required=True,
                         help="UCI HAPT folder or zip (https://archive.ics.uci.edu/dataset/341)")
     args = parser.parse_args()
+    if not args.data.exists():
+        parser.error(f"--data {args.data}: no such folder or zip")
     from gesturekit.train.config import TrainConfig
 
     strategy = args.strategy or TrainConfig().strategy

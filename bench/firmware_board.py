@@ -15,8 +15,10 @@ through the board against the `tflite_micro` backend (must be byte-equal) and ai
 
 Results: bench/results/firmware_board.json. Run (bundles from `gesturekit export`, the CNN head
 with `--model cnn`; the demo bundle and session from `make demo` or any synthetic run):
-    .venv/bin/python bench/firmware_board.py --bundle B --cnn-bundle C --demo-bundle D \
-        --demo-session demo/data/s02_session1.csv [--icount-windows 8] [--release] [--cold-build]
+    .venv/bin/python bench/firmware_board.py --data HAPT --bundle B --cnn-bundle C \
+        --demo-bundle D --demo-session demo/data/s02_session1.csv [--icount-windows 8] \
+        [--release] [--cold-build]
+(HAPT: the UCI HAPT folder, https://archive.ics.uci.edu/dataset/341.)
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device import emulate
-from gesturekit.device.backends import Classifier
+from gesturekit.device.backends import Classifier, quantize
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.simulate import format_sample, load_session
@@ -43,7 +45,6 @@ from gesturekit.device.stream_eval import replay
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "firmware_board.json"
-HAPT = REPO.parent / "shared" / "data" / "hapt" / "RawData"
 HAPT_SESSIONS = ("acc_exp03_user02.txt", "acc_exp07_user04.txt")  # UCI test subjects 2 and 4
 INSTRUCTIONS_PER_TICK = 40  # -icount shift=0: 1 ns per instruction; SysTick 25 MHz
 ASSUMED_MHZ = 64  # nRF52840 (Nano 33 BLE) core clock, for the implied time
@@ -113,10 +114,11 @@ def session_stream(path: Path, windows: int | None, bundle) -> tuple[np.ndarray,
                     np.float32), stream
 
 
-def measure_build(bundle_dir: str, kernels: str, icount_windows: int, release: bool = False) -> dict:
+def measure_build(bundle_dir: str, kernels: str, session: Path, icount_windows: int,
+                  release: bool = False) -> dict:
     bundle = load_bundle(bundle_dir)
     build = emulate.build_firmware("classifier", bundle_dir, kernels=kernels, release=release)
-    samples, stream = session_stream(HAPT / HAPT_SESSIONS[0], icount_windows, bundle)
+    samples, stream = session_stream(session, icount_windows, bundle)
     start = time.monotonic()
     run = emulate.feed_classifier(build.elf, stream, icount=True)
     ticks = np.array(list(run.ticks.values()))
@@ -151,7 +153,7 @@ def compare_session(elf: Path, bundle_dir: str, path: Path) -> dict:
     post = PostprocessConfig.for_bundle(bundle)
     for backend in ("tflite_micro", "ai_edge_litert"):
         ends, probs, events = replay(bundle, samples, Classifier(bundle, backend, "int8"), post)
-        host = np.round(probs / np.float32(q["scale"]) + q["zero_point"]).astype(np.int8)
+        host = quantize(probs, np.float32(q["scale"]), q["zero_point"])  # back to the int8 outputs
         board = np.array([run.int8[int(e)] for e in ends])
         lsb = np.abs(board.astype(int) - host.astype(int))
         texts = event_texts(events)
@@ -196,6 +198,9 @@ def table(builds: list[dict]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, required=True,
+                    help="the UCI HAPT folder (https://archive.ics.uci.edu/dataset/341); its "
+                         f"RawData/ holds the test sessions {', '.join(HAPT_SESSIONS)}")
     ap.add_argument("--bundle", required=True, help="the default CNN-LSTM bundle (HAPT)")
     ap.add_argument("--cnn-bundle", help="the CNN head bundle (`gesturekit export --model cnn`)")
     ap.add_argument("--demo-bundle", help="the demo's (synthetic) bundle")
@@ -205,32 +210,38 @@ def main() -> None:
     ap.add_argument("--skip-equality", action="store_true")
     ap.add_argument("--release", action="store_true", help="also the CNN-LSTM with TFLM_RELEASE=1")
     args = ap.parse_args()
+    hapt = [args.data / "RawData" / name for name in HAPT_SESSIONS]
+    missing = [path for path in hapt if not path.is_file()]
+    if missing:
+        ap.error(f"--data {args.data}: no {missing[0].relative_to(args.data)}; expected the UCI "
+                 "HAPT folder")
     emulate.check_tools()
 
     builds = []
     for name, bundle_dir in (("cnn_lstm", args.bundle), ("cnn_head", args.cnn_bundle)):
         for kernels in ("cmsis_nn", "reference"):
             if bundle_dir:
-                builds.append({**measure_build(bundle_dir, kernels, args.icount_windows), "model": name})
+                builds.append({**measure_build(bundle_dir, kernels, hapt[0], args.icount_windows),
+                               "model": name})
                 print(f"{name} {kernels}: {builds[-1]['instructions_per_invoke'] / 1e6:.2f} M "
                       "instructions per Invoke", flush=True)
     if args.release:  # the default model, CMSIS-NN, TFLM without error strings and asserts
-        builds.append({**measure_build(args.bundle, "cmsis_nn", args.icount_windows, True),
+        builds.append({**measure_build(args.bundle, "cmsis_nn", hapt[0], args.icount_windows, True),
                        "model": "cnn_lstm"})
     same = {b["model"]: b["int8_first_windows"] for b in builds if b["kernels"] == "reference"}
     kernels_agree = {f"{b['model']} {b['kernels']}": b["int8_first_windows"] == same.get(b["model"])
                      for b in builds if b["kernels"] != "reference"}
-    stream = emulate.build_firmware("stream", recording=HAPT / HAPT_SESSIONS[0])
+    stream = emulate.build_firmware("stream", recording=hapt[0])
     results = {"machine": platform.platform(), "qemu": subprocess.run(
         ["qemu-system-arm", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         "gcc": subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True,
                               text=True).stdout.splitlines()[0],
         "builds": builds, "cmsis_nn_equals_reference_first_windows": kernels_agree,
         "imu_stream": {"size": size_of(stream.elf), "recording_samples": len(
-            load_session(HAPT / HAPT_SESSIONS[0]).data)}}
+            load_session(hapt[0]).data)}}
     if not args.skip_equality:
         elf = emulate.build_firmware("classifier", args.bundle).elf
-        sessions = [compare_session(elf, args.bundle, HAPT / name) for name in HAPT_SESSIONS]
+        sessions = [compare_session(elf, args.bundle, path) for path in hapt]
         if args.demo_bundle and args.demo_session:
             demo_elf = emulate.build_firmware("classifier", args.demo_bundle).elf
             sessions.append(compare_session(demo_elf, args.demo_bundle, Path(args.demo_session)))

@@ -7,7 +7,9 @@ largest/smallest class >= 50; the test subjects are never thinned.
 
 Results go to bench/results/train_hapt.json after every cell (a partial run keeps what it
 finished; a rerun skips finished cells). Run:
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/train_hapt.py [--seeds 0,1,2] [--only NAME]
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/train_hapt.py --data HAPT [--seeds 0,1,2]
+        [--only NAME]
+(HAPT: the UCI HAPT folder or zip, https://archive.ics.uci.edu/dataset/341.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import json
 import statistics
 from pathlib import Path
 
-HAPT = Path(__file__).resolve().parents[2] / "shared" / "data" / "hapt"
 RESULTS = Path(__file__).resolve().parent / "results" / "train_hapt.json"
 TEST_SUBJECTS = ["2", "4", "9", "10", "12", "13", "18", "20", "24"]
 TRANSITIONS = ["STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE",
@@ -66,7 +67,7 @@ DEFAULT_RUN = ["three-phase sqrt/inverse", "direct inverse", "direct none",
                "three-phase sqrt/inverse hop32", "three-phase none/inverse"]
 
 
-def run_cell(condition: str, name: str, seed: int, runs_dir: Path) -> dict:
+def run_cell(data: Path, condition: str, name: str, seed: int, runs_dir: Path) -> dict:
     import keras
 
     from gesturekit.train.config import build_config
@@ -75,7 +76,7 @@ def run_cell(condition: str, name: str, seed: int, runs_dir: Path) -> dict:
     cfg = build_config(seed=seed, test_subjects=TEST_SUBJECTS, thin=CONDITIONS[condition],
                        **STRATEGIES[name])
     out = runs_dir / f"{condition}-{name.replace(' ', '_').replace('/', '-')}-s{seed}"
-    metrics = train_run(str(HAPT), out, cfg, force=True, progress=lambda _: None)
+    metrics = train_run(str(data), out, cfg, force=True, progress=lambda _: None)
     keras.backend.clear_session()
     return cell_from_metrics(condition, name, seed, metrics, out)
 
@@ -147,11 +148,15 @@ def save_cell(cell: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True,
+                        help="UCI HAPT folder or zip (https://archive.ics.uci.edu/dataset/341)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--only", action="append", help="strategy name(s) to run")
     parser.add_argument("--conditions", default="natural,extreme")
     parser.add_argument("--runs-dir", default="/tmp/gesturekit-bench-runs")
     args = parser.parse_args()
+    if not args.data.exists():
+        parser.error(f"--data {args.data}: no such folder or zip")
     seeds = [int(s) for s in args.seeds.split(",")]
     names = args.only or DEFAULT_RUN
     done = {(c["condition"], c["strategy"], c["seed"]) for c in load_cells()}
@@ -160,7 +165,7 @@ def main() -> None:
             for name in names:
                 if (condition, name, seed) in done:
                     continue
-                cell = run_cell(condition, name, seed, Path(args.runs_dir))
+                cell = run_cell(args.data, condition, name, seed, Path(args.runs_dir))
                 save_cell(cell)
                 print(f"{condition} {name} seed {seed}: macro-F1 {cell['macro_f1']:.3f}, "
                       f"transitions {cell['transition_f1']:.3f}, collapsed "
