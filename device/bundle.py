@@ -27,7 +27,7 @@ MAX_MODEL_JSON_BYTES = 1 << 20
 # A stream or recording further than this from the model's rate fills a window with another
 # stretch of time than the model learned on: live a warning (the stream goes on), offline an error.
 RATE_TOLERANCE = 0.1
-# model.json's keys in the order they are written (format 1 and 2 files read back byte-equal).
+# model.json's keys in the order they have always been written (files stay byte-for-byte the same).
 JSON_KEYS = ("format_version", "labels", "background_label", "channels", "units", "sample_rate_hz",
              "window", "hop", "normalization", "stateful", "files", "quantization", "ops",
              "postprocess", "training", "parity", "event_classes", "calibration")
