@@ -29,7 +29,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "train_generalization.json"
-DEFAULT_DATA = {"hapt": REPO.parent / "shared" / "data" / "hapt", "synth": None}
 TEST_SUBJECTS = {"hapt": "2,4,9,10,12,13,18,20,24", "synth": "2,5"}
 # Variant name -> (config-file settings, extra flags). "default" is the CLI default as it is
 # in this checkout; the others are measured against it, paired by seed.
@@ -176,7 +175,8 @@ def synth_data(runs: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", action="append", default=[],
-                        help="NAME=PATH (names: hapt, synth; synth without a path is generated)")
+                        help="hapt=PATH (UCI HAPT folder or zip) and/or synth[=PATH] (generated without "
+                             "a path); repeatable (default: synth)")
     parser.add_argument("--variants", default="default", help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
@@ -186,9 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     args.runs_dir.mkdir(parents=True, exist_ok=True)
     datasets = dict(item.split("=", 1) if "=" in item else (item, None) for item in args.data)
-    datasets = datasets or {"hapt": None}
-    paths = {name: Path(p) if p else (synth_data(args.runs_dir) if name == "synth"
-                                      else DEFAULT_DATA[name]) for name, p in datasets.items()}
+    datasets = datasets or {"synth": None}
+    if any(name not in TEST_SUBJECTS for name in datasets) or ("hapt" in datasets and not datasets["hapt"]):
+        parser.error("--data: expected hapt=PATH (the UCI HAPT folder or zip) or synth[=PATH]")
+    paths = {name: Path(p) if p else synth_data(args.runs_dir) for name, p in datasets.items()}
     done = set() if args.redo else {(c["dataset"], c["variant"], c["seed"]) for c in load_cells()
                                     if "error" not in c}
     todo = [(d, v, int(s)) for s in args.seeds.split(",") for d in paths
