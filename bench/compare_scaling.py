@@ -5,7 +5,7 @@ on 127.0.0.1; plus the bare cost of handing a task to a local worker and to Ray 
 Every mode must give the same per-run table (checked). Printed, and written to
 bench/results/compare_scaling.json. The machine's load average is recorded: other jobs share it.
 
-    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/compare_scaling.py [--data PATH] [--modes workers1,...]
+    TF_CPP_MIN_LOG_LEVEL=2 .venv/bin/python bench/compare_scaling.py --data PATH [--modes workers1,...]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from gesturekit.train import cluster
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "compare_scaling.json"
-HAPT = REPO.parent / "shared" / "data" / "hapt"
 TEST_SUBJECTS = ["2", "4", "9", "10", "12", "13", "18", "20", "24"]
 NOOP_TASKS = 20
 
@@ -73,7 +72,7 @@ def _wait_one(pool, handle) -> list:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(HAPT))
+    parser.add_argument("--data", required=True, help="UCI HAPT folder or zip")
     parser.add_argument("--runs-dir", default="/tmp/gesturekit-bench-compare")
     parser.add_argument("--modes", default="workers1,workers2,ray",
                         help="redo only these; the others are kept from the results file")

@@ -6,7 +6,7 @@ so it is measured by this same script inside `.venv-tflite-runtime` when that ve
 (the tests create it). Ratios are against ai_edge_litert float in the same run.
 
 Results: bench/results/device_latency.json. Run:
-    .venv/bin/python bench/device_latency.py --bundle BUNDLE [--windows 400] [--repeats 3]
+    .venv/bin/python bench/device_latency.py --bundle BUNDLE --session FILE [--windows 400] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from gesturekit.device.windowing import cut_windows
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "device_latency.json"
-SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp03_user02.txt"  # test subject 2; --session
 TFLITE_RUNTIME_PYTHON = REPO / ".venv-tflite-runtime" / "bin" / "python"
 
 
@@ -59,9 +58,9 @@ def main() -> None:
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--windows", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--session", type=Path, default=SESSION,
-                    help="HAPT session file, RawData/acc_expNN_userNN.txt of the UCI data "
-                         "(https://archive.ics.uci.edu/dataset/341)")
+    ap.add_argument("--session", type=Path, required=True,
+                    help="HAPT session file, e.g. RawData/acc_exp03_user02.txt (test subject 2) "
+                         "of the UCI data (https://archive.ics.uci.edu/dataset/341)")
     ap.add_argument("--only", help="backend to measure, printing JSON rows (used for the "
                                    "numpy<2 venv)")
     args = ap.parse_args()

@@ -9,7 +9,7 @@ events; CPU time (bash `time`, user + system, whole process) and decision latenc
 compared as ratios against the baseline of the same invocation.
 
 Results: bench/results/view_windows.json. Run (needs tmux):
-    .venv/bin/python bench/view_windows.py --bundle BUNDLE [--seconds 60] [--threshold 0.45]
+    .venv/bin/python bench/view_windows.py --bundle BUNDLE --session FILE [--seconds 60] [--threshold 0.45]
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from gesturekit.device.windowing import window_starts
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "view_windows.json"
-SESSION = REPO.parent / "shared/data/hapt/RawData/acc_exp05_user03.txt"  # --session
 RATE_HZ = 100
 GESTUREKIT = f"{sys.executable} -m gesturekit.cli"
 SUMMARY = re.compile(r"summary: (\d+) samples, (\d+) bad lines, (\d+) windows, (\d+) events, "
@@ -126,8 +125,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of the clip at 100 Hz")
     ap.add_argument("--threshold", type=float, default=0.45,
                     help="post-processing threshold for both runs (low enough for some events)")
-    ap.add_argument("--session", type=Path, default=SESSION,
-                    help="HAPT session file, RawData/acc_expNN_userNN.txt of the UCI data "
+    ap.add_argument("--session", type=Path, required=True,
+                    help="HAPT session file, e.g. RawData/acc_exp05_user03.txt of the UCI data "
                          "(https://archive.ics.uci.edu/dataset/341)")
     args = ap.parse_args()
     if shutil.which("tmux") is None:
