@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.runner import MAX_NAP_GAP_FRACTION, MAX_NAP_S, MAX_NAP_SAMPLES, RunOptions
+from gesturekit.device.runner import RunOptions
 from gesturekit.device.simulate import PtySink, format_sample, load_session
+from gesturekit.device.stream_clock import MAX_NAP_GAP_FRACTION, MAX_NAP_S, MAX_NAP_SAMPLES
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "device_runner.json"

@@ -1,11 +1,12 @@
 """The live runner: serial port -> line parser -> ring buffer -> model -> events.
 
 One thread. It naps while the samples of the next window pile up in the port's buffer (see
-`Runner._nap`), then every read takes what the port has (`read(in_waiting or 1)`, 50 ms
+`StreamClock.nap`), then every read takes what the port has (`read(in_waiting or 1)`, 50 ms
 timeout); the parser turns it into whole samples, the `StreamWindower` yields a window every
 `hop` samples, the classifier normalises/quantises/invokes, and the `EventDetector` decides. A
 vanished port is reopened with back-off until a deadline; the windower and the detector
-restart after every gap (a reconnect or a silence), so no window spans one.
+restart after every gap (a reconnect, or a silence the `StreamClock` finds), so no window
+spans one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import sys
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TextIO
 
@@ -25,20 +27,13 @@ from gesturekit.device.bundle import Bundle, rate_is_off
 from gesturekit.device.lineparser import LineParser
 from gesturekit.device.ports import DEFAULT_BAUD, find_port, open_port
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.stream_clock import StreamClock
 from gesturekit.device.windowing import StreamWindower
 from gesturekit.errors import UserError
 
-RATE_PROBE_S = 2.0  # stream seconds before the measured rate is compared with the model's
-RATE_PROBE_SAMPLES = 10  # and at least this many samples
 WRONG_COUNT_LINES = 3  # numeric lines of another width, before any good one, that prove a mismatch
 STATUS_EVERY_S = 0.5
 LATENCY_WINDOWS = 10_000  # latency percentiles cover this many recent windows
-# Naps between reads: at most this long (Ctrl-C and the status line stay responsive), a
-# quarter of the gap (silences are timed to that), and this many samples piled up unread
-# (3.7 KB of 77-byte lines; a tty's line buffer holds 4 KB).
-MAX_NAP_S = 0.5
-MAX_NAP_GAP_FRACTION = 0.25
-MAX_NAP_SAMPLES = 48
 
 
 @dataclass
@@ -82,9 +77,10 @@ class Output(Protocol):
 class Printer:
     """Events, gaps and the summary as text or JSON lines on stdout; a status line on a TTY."""
 
-    def __init__(self, as_json: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr):
-        self.as_json, self.out, self.err = as_json, out, err
-        self.status_on = err.isatty()
+    def __init__(self, as_json: bool, out: TextIO | None = None, err: TextIO | None = None):
+        # sys.stdout and sys.stderr as they are when the run starts (a redirect counts).
+        self.as_json, self.out, self.err = as_json, out or sys.stdout, err or sys.stderr
+        self.status_on = self.err.isatty()
         self._status_shown = False
 
     def emit(self, record: dict, text: str) -> None:
@@ -128,18 +124,22 @@ def status_text(health: dict) -> str:
 
 class Runner:
     """Runs one model on one stream until the duration ends, `stop()` is called or the port
-    stays away past the reconnect deadline."""
+    stays away past the reconnect deadline. `clock` and `sleep` are the time it runs on
+    (a test's virtual time runs minutes of stream in milliseconds)."""
 
     def __init__(self, bundle: Bundle, classifier: Classifier, postprocess: PostprocessConfig,
-                 options: RunOptions, printer: Output):
+                 options: RunOptions, printer: Output, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self.bundle, self.classifier, self.options, self.printer = bundle, classifier, options, printer
         self.parser = LineParser(len(bundle.channels))
         self.windower = StreamWindower(bundle.window, bundle.hop, len(bundle.channels))
         self.detector = EventDetector(postprocess, bundle.labels, bundle.background_index)
+        self.timing = StreamClock(bundle.sample_rate_hz, options.gap_s, options.first_line_timeout_s)
         self.stats = RunStats()
+        self._clock, self._sleep = clock, sleep
+        self._port: serial.Serial | None = None
+        self._start = 0.0  # when the run began, on `clock`
         self._stop = False
-        self._samples_at_connect = 0
-        self._arrival_rate_hz: float | None = None  # measured, whatever --rate says
         self._header_checked = False
 
     def stop(self) -> None:
@@ -150,23 +150,21 @@ class Runner:
         """Process the stream; returns the summary (also printed)."""
         opts = self.options
         self._port = open_port(opts.port, opts.baudrate)
-        self._start = time.monotonic()
+        self._start = next_status = self._clock()
         cpu_start = time.process_time()
         end = self._start + opts.duration_s if opts.duration_s is not None else None
-        # When the port (re)opened, the newest byte came (estimated) and the last read was.
-        self._connected_at = self._last_data = self._last_read = self._start
-        self._first_sample_time: float | None = None
-        next_status = self._start
+        self.timing.connected(self._start)
         try:
             while not self._stop:
-                now = time.monotonic()
+                now = self._clock()
                 if end is not None and now >= end:
                     break
                 try:
                     # Bytes already waiting: the stream runs faster than the nap assumes
                     # (a board that sped up); read at once instead of falling behind.
                     if not self._port.in_waiting:
-                        time.sleep(self._nap(None if end is None else end - now))
+                        self._sleep(self.timing.nap(self.windower.samples_until_window,
+                                                    None if end is None else end - now))
                     chunk = self._port.read(self._port.in_waiting or 1)
                     if chunk and self._port.in_waiting:  # the rest of the line that woke us
                         chunk += self._port.read(self._port.in_waiting)
@@ -174,10 +172,9 @@ class Runner:
                     if not self._reconnect("disconnected"):
                         break
                     continue
-                now = time.monotonic()  # after the nap and the read
+                now = self._clock()  # after the nap and the read
                 if chunk:
                     self._process(chunk, now, time.perf_counter())
-                self._last_read = now
                 self._check_deadlines(now)  # junk keeps coming but no sample: the same deadline
                 if now >= next_status and self.printer.status_on:
                     self.printer.status(self.health())
@@ -189,58 +186,26 @@ class Runner:
         self.parser.finish()
         return self._summary(time.process_time() - cpu_start)
 
-    def _nap(self, left_s: float | None) -> float:
-        """Seconds to let samples pile up in the port's buffer before reading: none when the
-        next sample completes a window (it is read at once), else until about one and a half
-        sample periods before that sample is due. Each wake-up costs about as much CPU as
-        parsing a hundred lines, so a window's samples are read in a few large reads, with no
-        added decision latency. `left_s`: what remains of --duration."""
-        # Never slower than the model's rate: a rate measured low (a silence while measuring)
-        # must not make the last sample of a window wait. Until it is measured, assume the
-        # stream may run at twice the model's rate.
-        model = self.bundle.sample_rate_hz
-        rate = max(self._arrival_rate_hz, model) if self._arrival_rate_hz else 2 * model
-        samples = min(self.windower.samples_until_window - 1.5, MAX_NAP_SAMPLES)
-        if samples < 1:  # a nap shorter than a sample period saves no read
-            return 0.0
-        longest = min(MAX_NAP_S, MAX_NAP_GAP_FRACTION * self.options.gap_s,
-                      left_s if left_s is not None else MAX_NAP_S)
-        return max(0.0, min(samples / rate, longest))
-
     # --- per chunk ---------------------------------------------------------------------------
 
     def _process(self, chunk: bytes, now: float, t_read: float) -> None:
-        """`now`: monotonic time of the read; `t_read`: the same on the latency clock."""
+        """`now`: the time of the read on `clock`; `t_read`: the same on the latency clock."""
         lines = self.parser.stats.lines
         samples = self.parser.feed(chunk)
-        self._check_stream()
+        self._check_stream(len(samples))
         if not len(samples):
             if self.parser.stats.lines != lines:  # a whole junk line; a cut one is not data yet
-                self._last_data = now
+                self.timing.junk_line(now)
             return
-        # Naps hide when samples came, so it is estimated from their number at the stream's
-        # rate. A silence that ended during a nap came before these samples (naps are shorter
-        # than a gap, so the ones before it were read already): timed to when the first of
-        # them came, the windows restart first. A runner that was merely late to read (a
-        # stall) reads a full chunk, so it never looks like a silent board.
-        period = 1.0 / (self._arrival_rate_hz or self.bundle.sample_rate_hz)
-        self._check_silence(max(now - len(samples) * period, self._last_read),
-                            self.parser.stats.samples - len(samples))
-        # And the last of them came right after the previous read when they are fewer than
-        # the time since gives (the board stopped after them), else now.
-        # (Never before a gap's reset, which would switch silence checks off.)
-        self._last_data = max(self._connected_at + 1e-6,
-                              min(now, self._last_read + len(samples) * period))
+        first = self.parser.stats.samples - len(samples)  # the stream's index of samples[0]
+        arrival = self.timing.samples(len(samples), now)
+        if arrival.silence_s is not None:  # the silence came before these samples
+            self._gap("silence", arrival.silence_s, first)
         self.printer.samples(samples)
-        if self._first_sample_time is None:
-            # The rate counts the samples after this first chunk: its own samples may have
-            # piled up during a nap, long before `now`.
-            self._first_sample_time = now
-            self._first_sample_index = self.parser.stats.samples
-        self._check_rate(now)
+        self._check_rate(arrival.rate_hz)
         rate = self.bundle.sample_rate_hz
         for i, window in self.windower.extend(samples):
-            end_sample = self.parser.stats.samples - len(samples) + i + 1
+            end_sample = first + i + 1
             probs = self.classifier(window)
             self.printer.window(probs)
             event = self.detector.update(probs, end_sample / rate, end_sample)
@@ -255,7 +220,7 @@ class Runner:
                     f"  window @{end_sample}: {self.bundle.labels[top]} {probs[top]:.3f}")
             if event is not None:
                 self.stats.events += 1
-                t = time.monotonic() - self._start
+                t = self._clock() - self._start
                 self.printer.emit(
                     {"kind": "event", "time": round(t, 3), "label": event.label,
                      "confidence": round(event.confidence, 4), "latency_ms": round(latency_ms, 3),
@@ -263,10 +228,10 @@ class Runner:
                     f"{t:9.2f} s  {event.label:<20} {event.confidence:5.2f}  "
                     f"({latency_ms:.1f} ms)")
 
-    def _check_stream(self) -> None:
+    def _check_stream(self, new_samples: int) -> None:
         """Channel mismatch (an error) and header names (a warning), from what the parser saw."""
         stats = self.parser.stats
-        if stats.samples == self._samples_at_connect and stats.wrong_counts:
+        if not self.timing.sampled and not new_samples and stats.wrong_counts:
             width, lines = stats.wrong_counts.most_common(1)[0]
             if lines >= WRONG_COUNT_LINES:
                 raise UserError(
@@ -279,22 +244,20 @@ class Runner:
                 self.printer.warn(f"stream header {self.parser.header} differs from the model's "
                                   f"channels {self.bundle.channels}; using the column order")
 
-    def _check_rate(self, now: float) -> None:
-        """The stream's rate: --rate when given, else measured. The runner times its naps
-        and silences by the measured rate either way (a demo plays 4x faster than --rate)."""
-        if self._arrival_rate_hz is not None:
-            return
-        if self.stats.rate_hz is None and self.options.rate_hz:
-            self.stats.rate_hz = self.options.rate_hz
-            self._warn_rate()
-        # Samples after the first chunk, over the time since it was read.
-        received = self.parser.stats.samples - self._first_sample_index
-        if now - self._first_sample_time < RATE_PROBE_S or received < RATE_PROBE_SAMPLES:
-            return
-        self._arrival_rate_hz = received / (now - self._first_sample_time)
-        if self.stats.rate_hz is None:
-            self.stats.rate_hz = self._arrival_rate_hz
-            self._warn_rate()
+    def _check_rate(self, measured_hz: float | None) -> None:
+        """The stream's rate: --rate when given, else the latest measurement (`StreamClock`
+        measures it again after every gap and times naps and silences by it either way: a
+        demo plays 4x faster than --rate). A rate that turns far from the model's is a warning."""
+        if self.options.rate_hz:
+            if self.stats.rate_hz is None:
+                self.stats.rate_hz = self.options.rate_hz
+                self._warn_rate()
+        elif measured_hz is not None:
+            was_off = self.stats.rate_hz is not None and rate_is_off(self.stats.rate_hz,
+                                                                      self.bundle.sample_rate_hz)
+            self.stats.rate_hz = measured_hz
+            if not was_off:
+                self._warn_rate()
 
     def _warn_rate(self) -> None:
         model = self.bundle.sample_rate_hz
@@ -303,17 +266,11 @@ class Runner:
                               f"expects {model:g} Hz; events may be wrong")
 
     def _check_deadlines(self, now: float) -> None:
-        if self.parser.stats.samples == self._samples_at_connect:
-            if now - self._connected_at > self.options.first_line_timeout_s:
-                self._no_valid_line()
-        else:
-            self._check_silence(now)
-
-    def _check_silence(self, now: float, sample: int | None = None) -> None:
-        """No data for --gap seconds since data flowed: a gap, the windows restart."""
-        if self._last_data > self._connected_at and now - self._last_data > self.options.gap_s:
-            self._gap("silence", now - self._last_data, sample)
-            self._connected_at = self._last_data = now
+        silence_s = self.timing.read_done(now)
+        if silence_s is not None:
+            self._gap("silence", silence_s)
+        elif self.timing.first_line_overdue(now):
+            self._no_valid_line()
 
     def _no_valid_line(self) -> None:
         s = self.parser.stats
@@ -332,29 +289,28 @@ class Runner:
         self.windower.reset()
         self.detector.reset()
         self.stats.gaps += 1
-        t = time.monotonic() - self._start
+        t = self._clock() - self._start
         self.printer.emit({"kind": "gap", "time": round(t, 3), "reason": reason,
                            "seconds": round(seconds, 3), "sample": sample},
                           f"{t:9.2f} s  -- gap ({reason}, {seconds:.1f} s): windows restart --")
 
     def _reconnect(self, reason: str) -> bool:
         """Reopen the port with back-off; False when it stays away past the deadline."""
-        lost = time.monotonic()
+        lost = self._clock()
         self._port.close()
         self.parser.reset()
         delay = 0.05
-        while not self._stop and time.monotonic() - lost < self.options.reconnect_timeout_s:
+        while not self._stop and self._clock() - lost < self.options.reconnect_timeout_s:
             url = (find_port(self.options.match) if self.options.match else None) or self.options.port
             try:
                 self._port = open_port(url, self.options.baudrate)
             except UserError:
-                time.sleep(delay)
+                self._sleep(delay)
                 delay = min(2 * delay, 1.0)
                 continue
             self.stats.reconnects += 1
-            self._gap(reason, time.monotonic() - lost)
-            self._connected_at = self._last_data = self._last_read = time.monotonic()
-            self._samples_at_connect = self.parser.stats.samples
+            self._gap(reason, self._clock() - lost)
+            self.timing.connected(self._clock())
             return True
         self.stats.ended = reason
         return False
@@ -382,7 +338,7 @@ class Runner:
             "windows": self.stats.windows, "events": self.stats.events,
             "latency_ms": self._percentiles(), "gaps": self.stats.gaps,
             "reconnects": self.stats.reconnects, "ended": self.stats.ended,
-            "seconds": round(time.monotonic() - self._start, 3),
+            "seconds": round(self._clock() - self._start, 3),
             "rate_hz": round(self.stats.rate_hz, 2) if self.stats.rate_hz else None,
             "backend": self.classifier.backend, "model": self.classifier.kind,
             "cpu_s": round(cpu_s, 4), "invoke_s": round(self.classifier.invoke_seconds, 4),
