@@ -37,14 +37,14 @@ def session(synth_dataset) -> np.ndarray:
     return load_session(sorted(Path(synth_dataset).rglob("*.csv"))[0]).data
 
 
-def run(bundle, board: FakeBoard, clock: FakeClock, **options) -> tuple[list[dict], str]:
+def run(bundle, board: FakeBoard, clock: FakeClock, sleep=None, **options) -> tuple[list[dict], str]:
     """`gesturekit run --json --threshold 0.4 --min-consecutive 1` on the board; returns
-    (records, stderr)."""
+    (records, stderr). `sleep`: the runner's, when it is not the clock's."""
     out, err = io.StringIO(), io.StringIO()
     opts = RunOptions(port=board.url, **{"reconnect_timeout_s": 0.0, **options})
     runner = Runner(bundle, Classifier(bundle, "ai_edge_litert", "float"),
                     PostprocessConfig.for_bundle(bundle, EAGER), opts, Printer(True, out, err),
-                    clock=clock, sleep=clock.sleep)
+                    clock=clock, sleep=sleep or clock.sleep)
     runner.run()
     return [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
 
@@ -110,6 +110,33 @@ def test_a_silence_over_the_gap_restarts_the_windows_where_it_began(bundle, sess
         assert 1.0 < found[0]["seconds"] <= 1.0 + 0.25 + 0.05
         # and timed from the last sample before it (estimated: within a sample period)
         assert found[0]["time"] == pytest.approx(300 / rate + found[0]["seconds"], abs=1.01 / rate)
+
+
+def test_a_runner_stalled_through_a_silence_finds_one_gap_before_the_samples_it_reads(bundle,
+                                                                                   session):
+    """The runner is descheduled for 4 s from 6.1 s; the board is silent from 6 s to 8 s,
+    then sends again. The first read brings 2.1 s of samples: one gap before them, and their
+    windows stay (the runner before StreamClock dated them before the gap's end and found a
+    second gap right after them, restarting the windows after them)."""
+    clock = FakeClock()
+    rate = bundle.sample_rate_hz
+    board = FakeBoard("stall", clock, clock.sleep).line(HEADER).play(session[:300], rate)
+    board.silence(2.0).play(session[300:600], rate).unplug(END)
+    stalled = []
+
+    def sleep(seconds: float) -> None:
+        if not stalled and clock() - board.started_at >= 6.1:
+            stalled.append(clock())
+            clock.sleep(4.0)
+        clock.sleep(seconds)
+
+    records, _ = run(bundle, board, clock, sleep, gap_s=1.0)
+    assert stalled
+    gaps = [r for r in records if r["kind"] == "gap"]
+    assert [(g["reason"], g["sample"]) for g in gaps] == [("silence", 300)]
+    assert gaps[0]["seconds"] == pytest.approx(2.0, abs=1.01 / rate)  # timed to the gap
+    assert records[-1]["samples"] == 600
+    assert records[-1]["windows"] == windows_in(bundle, 300, 300)
 
 
 def test_a_reconnect_restarts_the_windows_and_measures_the_rate_again(bundle, session):
