@@ -25,6 +25,7 @@ import serial
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import Bundle, rate_is_off
 from gesturekit.device.lineparser import LineParser
+from gesturekit.device.model_info import channel_order
 from gesturekit.device.ports import DEFAULT_BAUD, find_port, open_port
 from gesturekit.device.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.stream_clock import StreamClock
@@ -141,6 +142,7 @@ class Runner:
         self._start = 0.0  # when the run began, on `clock`
         self._stop = False
         self._header_checked = False
+        self._columns: list[int] | None = None  # the model's channels in a reordered stream
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler)."""
@@ -193,6 +195,8 @@ class Runner:
         lines = self.parser.stats.lines
         samples = self.parser.feed(chunk)
         self._check_stream(len(samples))
+        if self._columns is not None:
+            samples = samples[:, self._columns]
         if not len(samples):
             if self.parser.stats.lines != lines:  # a whole junk line; a cut one is not data yet
                 self.timing.junk_line(now)
@@ -229,7 +233,9 @@ class Runner:
                     f"({latency_ms:.1f} ms)")
 
     def _check_stream(self, new_samples: int) -> None:
-        """Channel mismatch (an error) and header names (a warning), from what the parser saw."""
+        """Channel mismatch (an error) and header names, from what the parser saw: a header
+        naming the model's channels in another order reorders the columns; other names are a
+        warning and the columns are taken in order."""
         stats = self.parser.stats
         if not self.timing.sampled and not new_samples and stats.wrong_counts:
             width, lines = stats.wrong_counts.most_common(1)[0]
@@ -238,11 +244,15 @@ class Runner:
                     f"port {self.options.port} sends {width} values per line but the model "
                     f"{self.bundle.root} expects {len(self.bundle.channels)} "
                     f"({', '.join(self.bundle.channels)})")
-        if self.parser.header and not self._header_checked:
+        header = self.parser.header
+        if header and not self._header_checked:
             self._header_checked = True
-            if self.parser.header != self.bundle.channels:
-                self.printer.warn(f"stream header {self.parser.header} differs from the model's "
-                                  f"channels {self.bundle.channels}; using the column order")
+            if set(self.bundle.channels) <= set(header):  # by name, as for every named source
+                columns = channel_order(self.bundle.channels, header, f"port {self.options.port}")
+                self._columns = None if columns == list(range(len(header))) else columns
+            else:  # a sketch's own names, or a first line cut short: by position, as unnamed
+                self.printer.warn(f"stream header {header} does not name the model's channels "
+                                  f"{self.bundle.channels}; using the column order")
 
     def _check_rate(self, measured_hz: float | None) -> None:
         """The stream's rate: --rate when given, else the latest measurement (`StreamClock`

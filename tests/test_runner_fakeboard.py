@@ -213,3 +213,23 @@ def test_gesturekit_run_plays_a_fake_board_in_real_time(quick_bundle, session, c
     summary = records[-1]
     assert summary["ended"] == "duration" and summary["samples"] == 200, summary
     assert [(r["reason"], r["sample"]) for r in records if r["kind"] == "gap"] == [("silence", 200)]
+
+
+def test_a_header_naming_the_channels_in_another_order_is_read_by_name(bundle, session):
+    """The one channel rule: a stream whose header names the model's channels is mapped by
+    name (here every column reversed), so its windows and events equal the model-order stream's;
+    a header of other names is a warning and the columns are taken in order."""
+    order = list(reversed(range(len(bundle.channels))))
+    named = ",".join(bundle.channels[i] for i in order).encode() + b"\r\n"
+
+    def events(header: bytes, data: np.ndarray) -> tuple[list, str]:
+        clock = FakeClock()
+        board = FakeBoard("order", clock, clock.sleep).line(b"# hello\r\n").line(header)
+        records, err = run(bundle, board.play(data, bundle.sample_rate_hz).unplug(END), clock)
+        return [(r["label"], r["sample"]) for r in records if r["kind"] == "event"], err
+
+    reference, err = events(",".join(bundle.channels).encode() + b"\r\n", session)
+    assert err == "" and len(reference) >= 3
+    assert events(named, session[:, order]) == (reference, "")
+    renamed, err = events(b"a,b,c,d,e,f\r\n", session)
+    assert renamed == reference and "does not name the model's channels" in err
