@@ -32,6 +32,7 @@ import numpy as np
 from gesturekit.device.backends import Classifier
 from gesturekit.device.bundle import load_bundle
 from gesturekit.device.stream_eval import evaluate_stream
+from gesturekit.device.windowing import label_runs, window_labels, window_starts
 from gesturekit.train.datasets import load_dataset
 from gesturekit.train.evaluate import stream_sessions
 
@@ -94,6 +95,30 @@ def score(path: Path, dataset) -> dict:
                 bundle.calibration["validation"])}
 
 
+def perfect_classifier_delay(dataset, window: int, hop: int, purity: float) -> dict:
+    """The floor under any model's detection delay: a classifier right on every window, at the
+    runner's window and hop, finds a transition at the first window that training would label
+    with it (at least `purity` of it the transition). Delay as `score_events` measures it."""
+    test = set(TEST_SUBJECTS.split(","))
+    wanted = [dataset.labels.index(t) for t in TRANSITIONS]
+    delays, missed = [], 0
+    for s in dataset.sessions:
+        if s.subject not in test:
+            continue
+        labels = window_labels(s.label_ids, window, hop, len(dataset.labels), purity)
+        ends = window_starts(len(s.label_ids), window, hop) + window
+        for first, _end in label_runs(s.label_ids):
+            if int(s.label_ids[first]) not in wanted:
+                continue
+            hit = ends[(labels == s.label_ids[first]) & (ends > first)]
+            if len(hit):
+                delays.append((hit[0] - first) / dataset.sample_rate_hz)
+            else:
+                missed += 1
+    return {"hop": hop, "segments": len(delays) + missed, "recall": len(delays) / (len(delays) + missed),
+            "delay_p50_s": float(np.percentile(delays, 50)), "delay_p90_s": float(np.percentile(delays, 90))}
+
+
 def mean_std(values: list) -> str:
     values = [v for v in values if v is not None]
     return f"{np.mean(values):.2f}±{np.std(values):.2f}" if values else "n/a"
@@ -146,10 +171,18 @@ def main() -> None:
             print(f"{condition:<15} {setting:<11} {f1:>9} "
                   + " ".join(f"{mean_std([x[k] for x in t]):>14}" for k in keys)
                   + f" {ratio if ratio is None else f'{ratio:.2f}':>10}")
+    bundle = load_bundle(rows[0]["defaults"]["bundle"])
+    purity = json.loads((Path(bundle.training["run"]) / "config.json").read_text())["purity"]
+    floor = [perfect_classifier_delay(dataset, bundle.window, hop, purity)
+             for hop in (bundle.hop, bundle.hop // 2, bundle.hop // 4)]
+    print(f"\nA classifier right on every window (window {bundle.window}, purity {purity}): "
+          + "; ".join(f"hop {f['hop']}: delay p50 {f['delay_p50_s']:.2f} s, p90 "
+                      f"{f['delay_p90_s']:.2f} s" for f in floor))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"test_subjects": TEST_SUBJECTS, "transitions": TRANSITIONS,
                                    "budget": args.budget, "quick": args.quick, "seeds": args.seeds,
-                                   "summary": summary, "rows": rows}, indent=2) + "\n")
+                                   "summary": summary, "perfect_classifier": floor, "rows": rows},
+                                  indent=2) + "\n")
     print(f"wrote {RESULTS}")
 
 
