@@ -62,7 +62,10 @@ class TrainConfig:
     sandbox_phase: SandboxConfig = field(default_factory=SandboxConfig)
     cnn: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
     lstm: PhaseBudget = field(default_factory=lambda: PhaseBudget(40, 12, 8, 64, 1e-3))
-    direct: PhaseBudget = field(default_factory=lambda: PhaseBudget(60, 15, 10, 64, 1e-3))
+    # Validation macro-F1 on a few people swings by 0.05 from epoch to epoch while the model
+    # still improves: a patience of 25 (not 10) and room for 100 epochs stop later and pick a
+    # better epoch (HAPT 5 seeds +0.015, never worse; the synthetic set unchanged).
+    direct: PhaseBudget = field(default_factory=lambda: PhaseBudget(100, 15, 25, 64, 1e-3))
 
     def to_dict(self) -> dict:
         return asdict(self)
