@@ -6,7 +6,7 @@ REC --port PTY` feeds the `classifier` firmware, which windows, runs the int8 mo
 TensorFlow Lite Micro and prints events itself.
 
 Builds go through `firmware_notes/Makefile` into a cache under ~/.cache/gesturekit, keyed by
-what they are built from, so a second start does not build again.
+what they are built from and where it is, so a second start does not build again.
 """
 
 from __future__ import annotations
@@ -61,11 +61,14 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()[:12]
 
 
-def _sources_digest() -> bytes:
-    """The firmware's own sources: a change rebuilds (make also compares times)."""
+def _sources_digest(tflm: Path) -> bytes:
+    """The firmware's own sources and where they and TFLM are: a change rebuilds (make also
+    compares times), and so does another checkout, since the objects' dependency files name
+    their sources by absolute path (a stale one stops make with "No rule to make target")."""
     files = sorted([*FIRMWARE_DIR.glob("mps2_an386/*"), *FIRMWARE_DIR.glob("libraries/GestureKit/src/*"),
                     FIRMWARE_DIR / "Makefile", *FIRMWARE_DIR.glob("tflm_sources_*.txt")])
-    return b"".join(f.name.encode() + f.read_bytes() for f in files if f.is_file())
+    places = f"{FIRMWARE_DIR.resolve()}\n{tflm.resolve()}\n".encode()
+    return places + b"".join(f.name.encode() + f.read_bytes() for f in files if f.is_file())
 
 
 def write_recording_source(recording: str | os.PathLike, out: Path, rate_hz: float | None = None) -> Path:
@@ -125,12 +128,12 @@ def build_firmware(firmware: str, bundle: str | os.PathLike | None = None,
         if not (bundle / "model_config.h").is_file():
             raise UserError(f"{bundle}: no model_config.h; expected a bundle from `gesturekit export`")
         key = _digest((bundle / "model_config.h").read_bytes(), (bundle / "model_data.cc").read_bytes(),
-                      kernels.encode(), tflm_sources.encode(), bytes([release]), _sources_digest())
+                      kernels.encode(), tflm_sources.encode(), bytes([release]), _sources_digest(tflm))
         args.append(f"BUNDLE={bundle}")
     else:
         if recording is None:
             raise UserError("--firmware stream needs --recording REC (CSV or HAPT session)")
-        key = _digest(Path(recording).resolve().as_posix().encode(), _sources_digest())
+        key = _digest(Path(recording).resolve().as_posix().encode(), _sources_digest(tflm))
     out = out or CACHE / "firmware" / f"{firmware}-{key}"
     if firmware == "stream":
         args.append(f"RECORDING={write_recording_source(recording, out / 'recording.cc', rate_hz)}")
