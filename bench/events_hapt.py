@@ -170,7 +170,7 @@ def main() -> None:
                 "false_background_vs_baseline": ratio}
             print(f"{condition:<15} {setting:<11} {f1:>9} "
                   + " ".join(f"{mean_std([x[k] for x in t]):>14}" for k in keys)
-                  + f" {ratio if ratio is None else f'{ratio:.2f}':>10}")
+                  + f" {'n/a' if ratio is None else f'{ratio:.2f}':>10}")
     bundle = load_bundle(rows[0]["defaults"]["bundle"])
     purity = json.loads((Path(bundle.training["run"]) / "config.json").read_text())["purity"]
     floor = [perfect_classifier_delay(dataset, bundle.window, hop, purity)
