@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
+
+# Progress lines are flushed, so that they reach a pipe (a log, `tee`, a test) as they happen.
+print_progress = partial(print, flush=True)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -183,7 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                  **({} if args.mixup is None else {"mixup_alpha": args.mixup})} or None)
     if args.strategy == "auto":
         from gesturekit.train.compare import train_auto as train_run
-    train_run(args.data, args.out, cfg, dataset_overrides(args), force=args.force)
+    train_run(args.data, args.out, cfg, dataset_overrides(args), force=args.force,
+              progress=print_progress)
     print(f"run folder: {args.out} (report.md, metrics.json, model.keras)")
     return 0
 
@@ -250,7 +255,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                         train_hop=args.train_hop, purity=args.purity, folds=args.folds,
                         sandbox=False if args.skip_sandbox else None)
     state = compare(args.data, args.out, base, variants, list(range(args.seeds)),
-                    dataset_overrides(args), workers=args.workers, cluster=args.cluster)
+                    dataset_overrides(args), workers=args.workers, cluster=args.cluster,
+                    progress=print_progress)
     print(f"\n{state['recommendation']['text']}\n\ntable: {args.out}/compare.md (compare.json, "
           "compare.png)")
     if args.apply:

@@ -37,7 +37,6 @@ from pathlib import Path
 from gesturekit.device.bundle import write_atomic
 from gesturekit.errors import UserError
 from gesturekit.train.config import STRATEGIES, TrainConfig, apply_values, read_config_file
-from gesturekit.train.trainer import print_progress
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -396,7 +395,7 @@ def _duration(seconds: float) -> str:
 
 def compare(data: str, out: str | os.PathLike, base: TrainConfig, variants: list[Variant],
             seeds: list[int], options: dict | None = None, workers: int = 1,
-            cluster: str | None = None, progress: Callable[[str], None] = print_progress) -> dict:
+            cluster: str | None = None, progress: Callable[[str], None] = print) -> dict:
     """Run (or finish) a compare in `out` and return its state (what compare.json holds)."""
     from gesturekit.train.cluster import open_pool
 

@@ -9,7 +9,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,6 @@ from gesturekit.train.fit import Arrays
 from gesturekit.train.imbalance import imbalance_ratio, thin_to_ratio
 from gesturekit.train.metrics import scores
 from gesturekit.train.runs import CONFIG_JSON, METRICS_JSON, MODEL_FILES, RUN_FORMAT_VERSION
-
-# Progress lines are flushed, so that they reach a pipe (a log, `tee`, a test) as they happen.
-print_progress = partial(print, flush=True)
 
 
 def resolve_window(cfg: TrainConfig, dataset: Dataset) -> dict:
@@ -146,7 +142,7 @@ def fit_strategy(ctx) -> tuple[object, object | None, dict]:
 
 
 def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict | None = None,
-              force: bool = False, progress: Callable[[str], None] = print_progress) -> dict:
+              force: bool = False, progress: Callable[[str], None] = print) -> dict:
     """Train with `cfg` on the dataset at `data` and write the run folder `out`; returns metrics."""
     from gesturekit.train import phases
     from gesturekit.train.report import write_report
