@@ -121,7 +121,10 @@ def test_ctrl_c_leaves_a_valid_table_and_a_rerun_finishes_only_the_rest(one_work
     state["runs"] = state["runs"][:4]  # as if the compare had stopped after four runs
     (out / "compare.json").write_text(json.dumps(state))
     cmd = [sys.executable, "-m", "gesturekit.cli", *compare_args(data, tiny, out, "--workers", "2")]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C as at a terminal: a shell starts background jobs with SIGINT ignored, and Python
+    # keeps an ignored SIGINT ignored, so the child gets the default back before it starts.
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     before = []
     for line in proc.stdout:  # Ctrl-C once both missing runs are under way
         before.append(line)
