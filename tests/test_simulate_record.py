@@ -57,12 +57,13 @@ def has_samples(path: Path) -> bool:
 
 
 def read_all(port: serial.Serial, parser: LineParser, deadline_s: float = 30) -> np.ndarray:
-    """Chunked reads until the simulator hangs up."""
+    """Chunked reads until the simulator hangs up. The hang-up (EIO) can surface in `read`
+    (pyserial's SerialException) or in `in_waiting` (a bare OSError); both are OSErrors."""
     out, end = [], time.monotonic() + deadline_s
     while time.monotonic() < end:
         try:
             chunk = port.read(port.in_waiting or 1)
-        except serial.SerialException:
+        except OSError:
             break
         out.append(parser.feed(chunk))
     return np.concatenate(out)
