@@ -68,22 +68,24 @@ VARIANTS: dict[str, tuple[dict, list[str]]] = {
 }
 
 
-def cell_settings(dataset: str, data: Path, variant: str, seed: int) -> dict:
-    """The variant's config settings; `people N` names its training subjects for this seed."""
+def cell_settings(dataset: str, subjects: list[str], variant: str, seed: int) -> dict:
+    """The variant's config settings; `people N` names its training subjects for this seed
+    (drawn from the dataset's `subjects`)."""
     settings = VARIANTS[variant][0]
     if not variant.startswith("people "):
         return settings
-    from gesturekit.train.datasets import load_dataset, split_subjects
+    from gesturekit.train.datasets import split_subjects
 
-    split = split_subjects(load_dataset(str(data)).subjects, seed, TEST_SUBJECTS[dataset].split(","))
+    split = split_subjects(subjects, seed, TEST_SUBJECTS[dataset].split(","))
     order = [split.train[i] for i in random.Random(seed).sample(range(len(split.train)),
                                                                   len(split.train))]
     return {**settings, "train_subjects": order[:int(variant.split()[1])]}
 
 
-def run_cell(dataset: str, data: Path, variant: str, seed: int, runs: Path, redo: bool) -> dict:
+def run_cell(dataset: str, data: Path, subjects: list[str], variant: str, seed: int, runs: Path,
+             redo: bool) -> dict:
     """One `gesturekit train` run; returns its result row (or the error it ended with)."""
-    settings, flags = cell_settings(dataset, data, variant, seed), VARIANTS[variant][1]
+    settings, flags = cell_settings(dataset, subjects, variant, seed), VARIANTS[variant][1]
     key = hashlib.sha256(json.dumps([settings, flags], sort_keys=True).encode()).hexdigest()[:8]
     out = runs / f"{dataset}-{key}-s{seed}"  # named by what it runs: a finished one is reused
     cmd = [sys.executable, "-m", "gesturekit.cli", "train", str(data), "--out", str(out),
@@ -199,13 +201,18 @@ def main(argv: list[str] | None = None) -> None:
     if any(name not in TEST_SUBJECTS for name in datasets) or ("hapt" in datasets and not datasets["hapt"]):
         parser.error("--data: expected hapt=PATH (the UCI HAPT folder or zip) or synth[=PATH]")
     paths = {name: Path(p) if p else synth_data(args.runs_dir) for name, p in datasets.items()}
+    subjects = {name: [] for name in paths}  # read once, and only for `people N`
+    if any(v.startswith("people ") for v in args.variants.split(",")):
+        from gesturekit.train.datasets import load_dataset
+
+        subjects = {name: load_dataset(str(path)).subjects for name, path in paths.items()}
     done = set() if args.redo else {(c["dataset"], c["variant"], c["seed"]) for c in load_cells()
                                     if "error" not in c}
     todo = [(d, v, int(s)) for s in args.seeds.split(",") for d in paths
             for v in args.variants.split(",") if (d, v, int(s)) not in done]
     with ThreadPoolExecutor(args.jobs) as pool:
-        for cell in pool.map(lambda t: run_cell(t[0], paths[t[0]], t[1], t[2], args.runs_dir, args.redo),
-                                 todo):
+        for cell in pool.map(lambda t: run_cell(t[0], paths[t[0]], subjects[t[0]], t[1], t[2],
+                                                args.runs_dir, args.redo), todo):
             save_cell(cell)
             print(f"{cell['dataset']} {cell['variant']} seed {cell['seed']}: "
                   + (f"ERROR {cell['error']}" if "error" in cell else

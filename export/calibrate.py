@@ -29,7 +29,7 @@ import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle, load_bundle, write_atomic, write_model_json
-from gesturekit.device.model_info import DEFAULT_POSTPROCESS, channel_order, check_event_classes
+from gesturekit.device.model_info import DEFAULT_POSTPROCESS, check_event_classes
 from gesturekit.device.postprocess import PostprocessConfig, smoothed
 from gesturekit.device.stream_eval import (
     bundle_label_ids,
@@ -97,7 +97,7 @@ class _Session:
 def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> tuple[list, dict]:
     """The run's validation sessions of DATA, replayed once; refuses everything unusable."""
     from gesturekit.train.datasets import load_dataset
-    from gesturekit.train.evaluate import check_rate
+    from gesturekit.train.evaluate import stream_sessions
     from gesturekit.train.runs import load_run
 
     run_path = bundle.training.get("run")
@@ -111,15 +111,11 @@ def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> t
     if not val or missing:
         raise UserError(f"{data}: the run's validation subjects {', '.join(missing or val) or '(none)'} "
                         f"are not in the dataset (subjects: {', '.join(dataset.subjects)})")
-    check_rate(dataset, bundle.sample_rate_hz)
-    order = channel_order(bundle.channels, dataset.channels, str(dataset.root))
     classifier = Classifier(bundle, *classifier_args)
     sessions = []
-    for s in dataset.sessions:
-        if s.subject in val:
-            ends, probs = window_probabilities(bundle, s.data[:, order], classifier)
-            sessions.append(_Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends,
-                                     probs))
+    for s in stream_sessions(bundle, dataset, val):
+        ends, probs = window_probabilities(bundle, s.data, classifier)
+        sessions.append(_Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends, probs))
     info = {"run": str(run.root), "dataset": str(data), "validation_subjects": val,
             "sessions": len(sessions), "backend": classifier.backend, "model": classifier.kind}
     return sessions, info
