@@ -28,6 +28,13 @@ TCP_PROBE_TIMEOUT_S = 5.0  # an unreachable address fails within this
 # A head that answered the probe may still take a while to set up a client session on a busy
 # machine (the Ray client server starts a process per client).
 CONNECT_TIMEOUT_S = 120.0
+# For a Ray head that serves `ray://` clients. The client server forks one session process per
+# client from a process with gRPC threads running; with gRPC's fork handlers on, that child
+# sometimes dies before it starts (ray-project/ray#63202), and the client then waits forever:
+# the first session failed on 5 of 10 fresh heads here, 0 of 10 with the handlers off
+# (bench/ray_client_sessions.py; the child only execs, so it needs none). The session process
+# also gets 120 s to start, not 30: a loaded machine took longer to import Python and Ray.
+HEAD_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false", "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120"}
 CONNECT_ATTEMPTS = 3
 
 
@@ -171,7 +178,9 @@ class RayCluster:
         thread.join(CONNECT_TIMEOUT_S)
         if thread.is_alive():
             raise UserError(f"--cluster {self.address}: no answer from Ray within "
-                            f"{CONNECT_TIMEOUT_S:.0f} s")
+                            f"{CONNECT_TIMEOUT_S:.0f} s; if the head's ray_client_server.err says "
+                            "'SpecificServer startup failed', restart the head with "
+                            "GRPC_ENABLE_FORK_SUPPORT=false (docs/compare.md)")
         if error:
             text = " ".join(str(error[0]).split())[:300] or type(error[0]).__name__
             raise UserError(f"--cluster {self.address}: cannot connect to Ray ({text})")
@@ -228,9 +237,7 @@ def local_head(cpus: int, start_timeout: float = 120.0) -> Iterator[str]:
              "--include-dashboard=false", "--disable-usage-stats",
              "--object-store-memory", str(100 * 2**20), "--temp-dir", temp],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            # The client server gives each client's session process 30 s to start by default:
-            # too little on a loaded machine (Python + Ray import took longer here).
-            env={**os.environ, "RAY_CLIENT_SERVER_CHECK_CHANNEL_TIMEOUT_S": "120"})
+            env={**os.environ, **HEAD_ENV})
     try:
         deadline = time.monotonic() + start_timeout
         # Up when `ray start` says so (every process launched) and the client port answers.
