@@ -42,10 +42,9 @@ CONDITIONS = {
 }
 
 
-def first_session(head_env: dict) -> float | None:
+def first_session(head_env: dict[str, str]) -> float | None:
     """Seconds the first client session on a fresh head took; None when it did not finish."""
-    cluster.HEAD_ENV = head_env
-    with cluster.local_head(2) as address:
+    with cluster.local_head(2, env=head_env) as address:
         start = time.monotonic()
         try:
             done = subprocess.run([sys.executable, "-c", CLIENT, address], capture_output=True,

@@ -218,10 +218,10 @@ def open_pool(workers: int, cluster: str | None, log_dir: Path) -> LocalWorkers 
 
 
 @contextlib.contextmanager
-def local_head(cpus: int, start_timeout: float = 120.0) -> Iterator[str]:
-    """A throwaway Ray head on 127.0.0.1 (no dashboard) with `cpus` CPUs; yields its Ray-client
-    address and stops every process of it on exit. For trying `--cluster` on one machine, the
-    tests and bench/compare_scaling.py."""
+def local_head(cpus: int, start_timeout: float = 120.0, env: dict[str, str] = HEAD_ENV) -> Iterator[str]:
+    """A throwaway Ray head on 127.0.0.1 (no dashboard) with `cpus` CPUs and `env` added to
+    its environment; yields its Ray-client address and stops every process of it on exit. For
+    trying `--cluster` on one machine, the tests and the benches."""
     ports = []
     for _ in range(2):  # free ports, outside Ray's worker port range (10002-19999)
         with socket.socket() as s:
@@ -237,7 +237,7 @@ def local_head(cpus: int, start_timeout: float = 120.0) -> Iterator[str]:
              "--include-dashboard=false", "--disable-usage-stats",
              "--object-store-memory", str(100 * 2**20), "--temp-dir", temp],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, **HEAD_ENV})
+            env={**os.environ, **env})
     try:
         deadline = time.monotonic() + start_timeout
         # Up when `ray start` says so (every process launched) and the client port answers.
