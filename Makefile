@@ -5,7 +5,16 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo board-demo test fuzz lint clean
+.PHONY: demo board-demo test test-prereqs fuzz lint clean
+
+# System packages the whole suite needs beyond Python: tmux (the live view in a real terminal),
+# the Arm toolchain and QEMU (firmware built for a Cortex-M4 and run on an emulated board),
+# Chromium and its driver (the live page in a real browser). `make test` checks for them before
+# anything else: with apt-get as root (or password-free sudo) it installs the missing ones,
+# otherwise it stops at once with the one command to run.
+APT_PACKAGES := tmux gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib \
+    qemu-system-arm chromium chromium-driver
+APT_COMMANDS := tmux arm-none-eabi-g++ qemu-system-arm chromium chromedriver
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,7 +54,19 @@ board-demo: $(VENV)/.installed
 	    --port "$$(head -n 1 $(DEMO)/board.txt)" >/dev/null; \
 	wait $$emu; status=$$?; kill $$tailer; exit $$status
 
-test: $(VENV)/.installed
+test-prereqs:
+	@missing=; for c in $(APT_COMMANDS); do command -v $$c >/dev/null || missing="$$missing $$c"; done; \
+	[ -z "$$missing" ] && exit 0; \
+	echo "make test: missing$$missing"; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+	if command -v apt-get >/dev/null && { [ -z "$$sudo" ] || sudo -n true 2>/dev/null; }; then \
+	    $$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $(APT_PACKAGES); \
+	else \
+	    echo "install them first, then run make test again:"; \
+	    echo "  sudo apt-get install -y $(APT_PACKAGES)"; exit 2; \
+	fi
+
+test: test-prereqs $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
 
