@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := demo
 
-.PHONY: demo board-demo test test-prereqs fuzz lint clean
+.PHONY: demo board-demo test test-prereqs check fuzz lint clean
 
 # System packages the whole suite needs beyond Python: tmux (the live view in a real terminal),
 # the Arm toolchain and QEMU (firmware built for a Cortex-M4 and run on an emulated board),
@@ -16,18 +16,26 @@ APT_PACKAGES := tmux gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-non
     qemu-system-arm chromium chromium-driver
 APT_COMMANDS := tmux arm-none-eabi-g++ qemu-system-arm chromium chromedriver
 
+# The demo needs training, export and the live side; the tests need everything (dev tools,
+# Ray). The full install also satisfies the demo's.
+$(VENV)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[train,device]'
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[all]'
-	touch $@
+	touch $@ $(VENV)/.demo-installed
 
 # The whole job on the built-in default: synthetic data, training, export to a verified bundle
 # that announces the gestures (walk is a state, never announced), post-processing calibrated
 # per gesture on the run's validation subject, then the simulated board plays a test
 # subject's session (4x speed) into a real pseudo-terminal and `gesturekit run` prints the
 # gesture events live.
-demo: $(VENV)/.installed
+demo: $(VENV)/.demo-installed
 	$(BIN)/gesturekit data synth --out $(DEMO)/data --force
 	$(BIN)/gesturekit train $(DEMO)/data --out $(DEMO)/run --force --seed 0 --strategy three-phase \
 	    --test-subjects 2,5 --hop 16 --train-hop 32
@@ -44,7 +52,7 @@ demo: $(VENV)/.installed
 # plays test subject 2 into that port, and the board prints the events it announces itself.
 # Needs `make demo` first, and gcc-arm-none-eabi libnewlib-arm-none-eabi
 # libstdc++-arm-none-eabi-newlib qemu-system-arm (apt); the first build takes minutes.
-board-demo: $(VENV)/.installed
+board-demo: $(VENV)/.demo-installed
 	@test -f $(DEMO)/bundle/model.json || { echo "run \`make demo\` first (it exports $(DEMO)/bundle)"; exit 2; }
 	@echo "== an emulated Cortex-M4F board (QEMU mps2-an386) classifies test subject 2's session =="
 	@$(BIN)/gesturekit emulate $(DEMO)/bundle --duration 60 > $(DEMO)/board.txt & emu=$$!; \
@@ -69,6 +77,12 @@ test-prereqs:
 test: test-prereqs $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# The edit-test loop: ruff and the tests that train nothing, run no emulated board and build
+# no second environment (markers set in tests/conftest.py).
+check: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q -m "not trains and not emulator and not venv"
 
 # The property tests drawn at random (CI's `make test` runs them derandomized), 5,000 cases
 # each; a failure is saved in .hypothesis/ and replayed first next time.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.windowing import UNLABELLED
 from gesturekit.errors import UserError
 
 
@@ -40,6 +41,7 @@ class HaptSource:
 
     def __init__(self, path: Path):
         self.path = path
+        self.label_rows: np.ndarray | None = None  # RawData/labels.txt, read on first use
         self._members: dict[str, bytes] | None = None  # a zip's files, read eagerly and closed
         if path.is_file():
             with _open_zip(path) as z:
@@ -114,3 +116,21 @@ def activity_names(source: HaptSource) -> list[str]:
                                 "expected 'NUMBER NAME'")
             names[int(parts[0])] = parts[1].strip()
     return [names[k] for k in sorted(names)]
+
+
+def activity_ids(source: HaptSource, exp: int, user: int, n_samples: int,
+                 activities: int) -> np.ndarray:
+    """Per-sample activity of one session, as a class index (number - 1; UNLABELLED), from
+    `RawData/labels.txt`: rows of (experiment, user, activity, first, last sample), 1-based and
+    inclusive. The one place those rows become per-sample labels (training and `plot`)."""
+    if source.label_rows is None:
+        source.label_rows = source.table("RawData/labels.txt", 5).astype(np.int64)
+    rows = source.label_rows
+    ids = np.full(n_samples, UNLABELLED, np.int16)
+    for _, _, activity, first, last in rows[(rows[:, 0] == exp) & (rows[:, 1] == user)]:
+        if not (1 <= first <= last <= n_samples) or not (1 <= activity <= activities):
+            raise UserError(f"{source.where('RawData/labels.txt')}: row {exp} {user} "
+                            f"{activity} {first} {last} is outside the session's "
+                            f"{n_samples} samples or the {activities} activities")
+        ids[first - 1: last] = activity - 1
+    return ids

@@ -55,14 +55,15 @@ class ModelInfo:
     @property
     def events(self) -> list[str]:
         """The classes announced as events (model order)."""
-        return default_events(self.labels, self.background_label, self.event_classes)
+        return announced_classes(self.labels, self.background_label, self.event_classes)
 
 
-def default_events(labels: list[str], background: str | None,
-                   event_classes: list[str] | None) -> list[str]:
-    """`event_classes` in model order; None means every class but the background."""
-    chosen = set(labels) - {background} if event_classes is None else set(event_classes)
-    return [label for label in labels if label in chosen]
+def announced_classes(labels: list[str], background: str | None,
+                      event_classes: list[str] | None) -> list[str]:
+    """The classes announced as events, in model order: `event_classes` (None: every class),
+    never the background, whatever a config says. The one place this rule lives."""
+    chosen = set(labels) if event_classes is None else set(event_classes)
+    return [label for label in labels if label in chosen and label != background]
 
 
 def check_event_classes(event_classes: list[str] | None, labels: list[str],

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gesturekit.device.model_info import DEFAULT_POSTPROCESS, ModelInfo, check_postprocess, default_events
+from gesturekit.device.model_info import DEFAULT_POSTPROCESS, ModelInfo, announced_classes, check_postprocess
 
 
 @dataclass
@@ -76,8 +76,7 @@ class EventDetector:
     def __init__(self, cfg: PostprocessConfig, labels: list[str], background_index: int | None):
         self.cfg, self.labels, self.background_index = cfg, labels, background_index
         background = labels[background_index] if background_index is not None else None
-        events = default_events(labels, background, cfg.event_classes)
-        events = [e for e in events if e != background]  # never, whatever the config says
+        events = announced_classes(labels, background, cfg.event_classes)
         self._settings = {labels.index(e): cfg.settings(e) for e in events}
         # Event classes grouped by their smoothing: one average per distinct k per window.
         self._by_smoothing: dict[int, list[int]] = {}

@@ -23,6 +23,7 @@ import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import Bundle
+from gesturekit.device.model_info import announced_classes
 from gesturekit.device.postprocess import Event, EventDetector, PostprocessConfig
 from gesturekit.device.windowing import UNLABELLED, cut_windows, label_runs, window_starts
 
@@ -166,8 +167,8 @@ def evaluate_stream(bundle: Bundle, sessions: list[StreamSession], labels: list[
         ends, _, events = replay(bundle, s.data, classifier, cfg)
         windows += len(ends)
         scored.append((s.name, bundle_label_ids(bundle, s.label_ids, labels), events))
-    background = bundle.background_label
-    event_classes = [e for e in (cfg.event_classes or bundle.events) if e != background]
+    event_classes = announced_classes(bundle.labels, bundle.background_label,
+                                      cfg.event_classes or bundle.events)
     return {**score_events(bundle, scored, event_classes), "windows": windows,
             "sessions": len(sessions), "postprocess": cfg.to_dict(),
             "backend": classifier.backend, "model": classifier.kind}

@@ -30,6 +30,7 @@ from rich.table import Table
 from rich.text import Text
 
 from gesturekit.device.bundle import Bundle, rate_is_off
+from gesturekit.device.model_info import announced_classes
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.errors import UserError
 
@@ -119,9 +120,8 @@ class LiveView:
         self.bundle, self.postprocess, self.port = bundle, postprocess, port
         self.out, self.err = out, err
         self.rows = trace_rows(bundle, trace)
-        background = bundle.background_label
-        self._events_shown = {e for e in (postprocess.event_classes or bundle.events)
-                              if e != background}
+        self._events_shown = set(announced_classes(bundle.labels, bundle.background_label,
+                                                   postprocess.event_classes or bundle.events))
         self._lock = threading.Lock()
         self._trace = np.zeros((int(TRACE_S * bundle.sample_rate_hz), len(bundle.channels)),
                                np.float32)  # ring buffer of the newest samples

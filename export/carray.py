@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gesturekit.device.model_info import ModelInfo, default_events
+from gesturekit.device.model_info import ModelInfo, announced_classes
 from gesturekit.errors import UserError
 
 ARRAY_NAME = "g_model_data"
@@ -139,7 +139,7 @@ def postprocess_block(labels: list[str], background: str | None, postprocess: di
                       event_classes: list[str] | None) -> str:
     """The post-processing constants of `model_config.h` (one block, so `gesturekit
     calibrate` can replace it in an exported header without re-exporting)."""
-    events = set(default_events(labels, background, event_classes)) - {background}
+    events = set(announced_classes(labels, background, event_classes))
     per_class = [{**postprocess, **postprocess.get("per_class", {}).get(label, {})}
                  for label in labels]
 

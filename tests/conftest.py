@@ -30,6 +30,21 @@ settings.register_profile("ci", derandomize=True, database=None, deadline=None, 
 settings.register_profile("fuzz", derandomize=False, deadline=None, print_blob=True)
 settings.load_profile("ci")
 
+# `make check` (the edit-test loop) leaves out what takes minutes: tests that train a model
+# (through these fixtures, or a module marked `trains`), run the emulated board, or build a
+# second Python environment. `make test` runs everything.
+TRAINING_FIXTURES = {"quick_run", "hapt_bundle", "one_worker", "run"}
+VENV_FIXTURES = {"tflite_runtime_python", "device_python"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        fixtures = set(item.fixturenames)
+        if fixtures & TRAINING_FIXTURES:
+            item.add_marker(pytest.mark.trains)
+        if fixtures & VENV_FIXTURES:
+            item.add_marker(pytest.mark.venv)
+
 
 @pytest.fixture(scope="session")
 def synth_dataset(tmp_path_factory) -> Path:

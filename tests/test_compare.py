@@ -17,6 +17,8 @@ import pytest
 
 from gesturekit.cli import main
 
+pytestmark = pytest.mark.trains  # tiny models, but real training: left out of `make check`
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # Small enough that one run is seconds on CI's 2 cores; the table is what is compared.

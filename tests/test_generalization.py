@@ -17,6 +17,8 @@ from gesturekit.train.datasets import load_dataset
 from gesturekit.train.fit import mixup
 from gesturekit.train.trainer import resolve_window
 
+pytestmark = pytest.mark.trains  # tiny models, but real training: left out of `make check`
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY = {phase: {"epochs": 4, "min_epochs": 4, "patience": 4, "batch_size": 32,

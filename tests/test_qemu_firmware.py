@@ -39,6 +39,7 @@ HAPT_TEST_SESSIONS = ("acc_exp03_user02.txt", "acc_exp07_user04.txt")  # UCI tes
 WINDOWS_PER_SESSION = 12  # CI: a subset; bench/firmware_board.py runs every window
 GESTUREKIT = str(Path(sys.executable).with_name("gesturekit"))
 READ_DEADLINE_S = 120.0
+pytestmark = pytest.mark.emulator
 
 
 LOOSE_POSTPROCESS = {"smoothing": 1, "threshold": 0.35, "min_consecutive": 1, "refractory_s": 1.0}

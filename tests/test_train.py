@@ -18,6 +18,8 @@ from gesturekit.device.recording import RecordingSpec, RecordingWriter, write_sp
 from gesturekit.train.config import build_config
 from gesturekit.train.runs import load_keras_model, load_run, run_windows
 
+pytestmark = pytest.mark.trains  # tiny models, but real training: left out of `make check`
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY = {**{phase: {"epochs": 8, "min_epochs": 8, "patience": 8, "batch_size": 16,

@@ -14,6 +14,8 @@ from gesturekit.train.datasets import load_dataset, make_windows
 from gesturekit.train.model import ModelConfig
 from gesturekit.train.runs import RUN_FORMAT_VERSION, load_keras_model, load_run, run_windows
 
+pytestmark = pytest.mark.trains  # tiny models, but real training: left out of `make check`
+
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
 
 

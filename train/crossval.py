@@ -17,6 +17,7 @@ import numpy as np
 
 from gesturekit.errors import UserError
 from gesturekit.train.config import TrainConfig
+from gesturekit.train.datasets import subject_order
 
 # The phases whose epoch count the folds choose, per strategy.
 PHASES = {"direct": ("direct",), "three-phase": ("cnn", "lstm")}
@@ -28,7 +29,7 @@ def fold_subjects(subjects: list[str], folds: int, seed: int) -> list[list[str]]
         raise UserError(f"--folds {folds}: expected 2 to {len(subjects)} (the number of "
                         "non-test subjects)")
     order = [subjects[i] for i in np.random.default_rng(seed).permutation(len(subjects))]
-    return [sorted(order[i::folds], key=lambda s: (len(s), s)) for i in range(folds)]
+    return [sorted(order[i::folds], key=subject_order) for i in range(folds)]
 
 
 def cross_validate(cfg: TrainConfig, subjects: list[str],
@@ -37,7 +38,7 @@ def cross_validate(cfg: TrainConfig, subjects: list[str],
     """Run `fit_fold(train_subjects, val_subjects)` for every fold; it returns the phases'
     results ({phase: {"best_epoch", "best_val_macro_f1", ...}}). Returns each fold's result
     and the mean ± std of the validation macro-F1 of the model each fold would ship."""
-    subjects = sorted(subjects, key=lambda s: (len(s), s))  # folds independent of split order
+    subjects = sorted(subjects, key=subject_order)  # folds independent of split order
     groups = fold_subjects(subjects, cfg.folds, cfg.seed)
     chosen = PHASES[cfg.strategy]
     folds = []

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.hapt import HaptSource, activity_names, is_hapt
+from gesturekit.device.hapt import HaptSource, activity_ids, activity_names, is_hapt
 from gesturekit.device.recording import (
     DATASET_TOML,
     HAPT_CHANNELS,
@@ -52,7 +52,7 @@ class Dataset:
 
     @property
     def subjects(self) -> list[str]:
-        return sorted({s.subject for s in self.sessions}, key=_subject_key)
+        return sorted({s.subject for s in self.sessions}, key=subject_order)
 
     def class_counts(self) -> np.ndarray:
         """Labelled samples per class."""
@@ -71,7 +71,8 @@ class Dataset:
         return segments
 
 
-def _subject_key(subject: str):
+def subject_order(subject: str) -> tuple:
+    """The one sort key for subjects: numbers in numeric order, then names alphabetically."""
     return (0, int(subject), "") if subject.isdigit() else (1, 0, subject)
 
 
@@ -163,7 +164,6 @@ def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
     source = HaptSource(path)
     names = activity_names(source)
     activities = len(names)
-    labels_table = source.table("RawData/labels.txt", 5).astype(np.int64)
     if background_label and background_label not in names:
         names = [*names, background_label]
     unlabelled = names.index(background_label) if background_label else UNLABELLED
@@ -171,14 +171,8 @@ def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
     for name in sorted(n for n in source.names if HAPT_SESSION.search(n)):
         exp, user = HAPT_SESSION.search(name).groups()
         data = source.session(name)
-        ids = np.full(len(data), unlabelled, np.int16)
-        rows = labels_table[(labels_table[:, 0] == int(exp)) & (labels_table[:, 1] == int(user))]
-        for _, _, activity, first, last in rows:
-            if not (1 <= first <= last <= len(data)) or not (1 <= activity <= activities):
-                raise UserError(f"{source.where('RawData/labels.txt')}: row {exp} {user} "
-                                f"{activity} {first} {last} is outside the session's "
-                                f"{len(data)} samples or the {activities} activities")
-            ids[first - 1: last] = activity - 1
+        ids = activity_ids(source, int(exp), int(user), len(data), activities)
+        ids[ids == UNLABELLED] = unlabelled
         sessions.append(Session(f"exp{exp}_user{user}", _subject_id(user),
                                 data, ids))
     if not sessions:
@@ -284,7 +278,7 @@ def split_subjects(subjects: list[str], seed: int, test_subjects: list[str] | No
         train = list(train_subjects)
     if not train:
         raise UserError("no subjects left for training after the test and validation subjects")
-    key = _subject_key
+    key = subject_order
     return Split(sorted(train, key=key), sorted(val_subjects, key=key), sorted(test_subjects, key=key))
 
 

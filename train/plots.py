@@ -21,7 +21,7 @@ import numpy as np
 
 from gesturekit.device.backends import Classifier, choose_backend
 from gesturekit.device.bundle import load_bundle, rate_is_off
-from gesturekit.device.hapt import HaptSource, activity_names
+from gesturekit.device.hapt import HaptSource, activity_ids, activity_names
 from gesturekit.device.model_info import channel_order
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.recording import HAPT_SESSION, find_spec, read_recording, read_spec
@@ -60,17 +60,8 @@ def session_labels(path: Path, n_samples: int) -> np.ndarray:
     m = HAPT_SESSION.search(path.name)
     if m:
         source = HaptSource(path.parent.parent)
-        names = activity_names(source)
-        table = source.table("RawData/labels.txt", 5).astype(np.int64)
-        labels = np.full(n_samples, "", dtype=object)
-        exp, user = int(m.group(1)), int(m.group(2))
-        for _, _, activity, first, last in table[(table[:, 0] == exp) & (table[:, 1] == user)]:
-            if not (1 <= activity <= len(names)) or not (1 <= first <= last <= n_samples):
-                raise UserError(f"{source.where('RawData/labels.txt')}: row {exp} {user} "
-                                f"{activity} {first} {last} is outside the session's "
-                                f"{n_samples} samples or the {len(names)} activities")
-            labels[first - 1: last] = names[activity - 1]
-        return labels
+        names = np.array([*activity_names(source), ""], dtype=object)  # UNLABELLED (-1): ""
+        return names[activity_ids(source, int(m.group(1)), int(m.group(2)), n_samples, len(names) - 1)]
     toml = find_spec(path)
     spec = read_spec(toml) if toml else None
     labels = read_recording(path, spec).labels.astype(object)

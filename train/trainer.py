@@ -19,7 +19,14 @@ from gesturekit.errors import UserError
 from gesturekit.train import crossval
 from gesturekit.train.augment import channel_triads
 from gesturekit.train.config import TrainConfig, to_samples
-from gesturekit.train.datasets import Dataset, Split, load_dataset, make_windows, split_subjects
+from gesturekit.train.datasets import (
+    Dataset,
+    Split,
+    load_dataset,
+    make_windows,
+    split_subjects,
+    subject_order,
+)
 from gesturekit.train.fit import Arrays
 from gesturekit.train.imbalance import imbalance_ratio, thin_to_ratio
 from gesturekit.train.metrics import scores
@@ -103,7 +110,7 @@ def per_subject_scores(test: Arrays, pred: np.ndarray, labels: list[str]) -> dic
     """Macro-F1, balanced accuracy and accuracy of each test subject alone: a new person is
     what the model meets, and the mean over windows hides the person it fails."""
     out = {}
-    for subject in sorted(set(test.subjects.tolist()), key=lambda s: (len(s), s)):
+    for subject in sorted(set(test.subjects.tolist()), key=subject_order):
         mine = test.subjects == subject
         s = scores(test.y[mine], pred[mine], labels)
         out[subject] = {k: s[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "windows")}
@@ -210,7 +217,7 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
             lambda tr, va: fit_strategy(make_context(tr, va, cfg)[0])[2], progress)
         seconds["folds"] = time.perf_counter() - t
         # The shipped model: every non-test subject, for the epochs the folds chose.
-        split = Split(sorted(split.train + split.val, key=lambda s: (len(s), s)), [], split.test)
+        split = Split(sorted(split.train + split.val, key=subject_order), [], split.test)
         ctx, norm = make_context(split.train, [], crossval.final_config(cfg, cv["epochs"]))
         progress(f"final: {len(split.train)} subjects, {len(ctx.train.y)} windows, epochs "
                  + ", ".join(f"{p} {n}" for p, n in cv["epochs"].items()))
