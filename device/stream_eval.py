@@ -71,72 +71,98 @@ def bundle_label_ids(bundle: Bundle, label_ids: np.ndarray, labels: list[str]) -
 def score_events(bundle: Bundle, sessions: list[tuple[str, np.ndarray, list[Event]]],
                  event_classes: list[str]) -> dict:
     """Event-level scores of (name, per-sample bundle label ids, events) per session."""
-    n, rate, window = len(bundle.labels), bundle.sample_rate_hz, bundle.window
-    is_event_class = np.isin(np.arange(n), [bundle.labels.index(c) for c in event_classes])
-    true_events, events = np.zeros(n, int), np.zeros(n, int)
-    hit_segments, segments = np.zeros(n, int), np.zeros(n, int)
-    delays: list[list[float]] = [[] for _ in range(n)]
-    false = {"background": 0, "states": 0, "event_segments": 0}
-    samples = {"background": 0, "states": 0, "total": 0}
-    by_session: dict[str, list] = {}  # session -> [label, end sample] per event, as `run` prints
+    tally = _EventTally(bundle, event_classes)
     for name, ids, session_events in sessions:
-        background = (ids == UNLABELLED) | (ids == bundle.background_index)
-        states = ~background & ~is_event_class[np.maximum(ids, 0)]
-        samples["background"] += int(background.sum())
-        samples["states"] += int(states.sum())
-        samples["total"] += len(ids)
+        tally.add(name, ids, session_events)
+    return tally.scores()
+
+
+class _EventTally:
+    """What `score_events` counts, session by session, per class of the bundle.
+
+    A labelled segment of an event class is found when an event of its class overlaps it (the
+    delay runs from the segment's first sample to the first such event's end); an event is
+    true when its window holds a sample of its class, else false, and charged to background,
+    states or other events' segments by what most of its window holds.
+    """
+
+    def __init__(self, bundle: Bundle, event_classes: list[str]):
+        n = len(bundle.labels)
+        self.bundle, self.event_classes = bundle, list(event_classes)
+        self.is_event_class = np.isin(np.arange(n), [bundle.labels.index(c) for c in event_classes])
+        self.true_events, self.events = np.zeros(n, int), np.zeros(n, int)
+        self.hit_segments, self.segments = np.zeros(n, int), np.zeros(n, int)
+        self.delays: list[list[float]] = [[] for _ in range(n)]
+        self.false = {"background": 0, "states": 0, "event_segments": 0}
+        self.samples = {"background": 0, "states": 0, "total": 0}
+        self.by_session: dict[str, list] = {}  # session -> [label, end sample] per event, as `run` prints
+
+    def add(self, name: str, ids: np.ndarray, session_events: list[Event]) -> None:
+        background = (ids == UNLABELLED) | (ids == self.bundle.background_index)
+        states = ~background & ~self.is_event_class[np.maximum(ids, 0)]
+        self.samples["background"] += int(background.sum())
+        self.samples["states"] += int(states.sum())
+        self.samples["total"] += len(ids)
+        window = self.bundle.window
         spans = [(e.index, e.end_sample - window, e.end_sample) for e in session_events]
-        by_session[name] = [[e.label, e.end_sample] for e in session_events]
+        self.by_session[name] = [[e.label, e.end_sample] for e in session_events]
+        self._find_segments(ids, spans)
+        for cls, a, b in spans:
+            self.events[cls] += 1
+            if (ids[a:b] == cls).any():
+                self.true_events[cls] += 1
+            elif (background[a:b] | states[a:b]).mean() > 0.5:
+                quiet = "background" if background[a:b].sum() >= states[a:b].sum() else "states"
+                self.false[quiet] += 1
+            else:
+                self.false["event_segments"] += 1
+
+    def _find_segments(self, ids: np.ndarray, spans: list[tuple[int, int, int]]) -> None:
         for cls, first, end in ((int(ids[a]), a, b) for a, b in label_runs(ids)):
-            if cls < 0 or not is_event_class[cls]:
+            if cls < 0 or not self.is_event_class[cls]:
                 continue
-            segments[cls] += 1
+            self.segments[cls] += 1
             hits = [b for e, a, b in spans if e == cls and a < end and first < b]
             if hits:
-                hit_segments[cls] += 1
-                delays[cls].append((hits[0] - first) / rate)
-        for cls, a, b in spans:
-            events[cls] += 1
-            if (ids[a:b] == cls).any():
-                true_events[cls] += 1
-            elif (background[a:b] | states[a:b]).mean() > 0.5:
-                false["background" if background[a:b].sum() >= states[a:b].sum() else "states"] += 1
-            else:
-                false["event_segments"] += 1
-    hours = {k: v / rate / 3600.0 for k, v in samples.items()}
-    quiet_hours = hours["background"] + hours["states"]
-    per_class = {}
-    for i, name in enumerate(bundle.labels):
-        if not is_event_class[i]:
-            continue
-        per_class[name] = {
-            "precision": float(true_events[i] / events[i]) if events[i] else None,
-            "recall": float(hit_segments[i] / segments[i]) if segments[i] else None,
-            "events": int(events[i]), "true_events": int(true_events[i]),
-            "segments": int(segments[i]), "segments_found": int(hit_segments[i]),
-            "double_counts": float(true_events[i] / hit_segments[i]) if hit_segments[i] else None,
-            "delay_s": _percentiles(delays[i]),
+                self.hit_segments[cls] += 1
+                self.delays[cls].append((hits[0] - first) / self.bundle.sample_rate_hz)
+
+    def _class_scores(self, i: int) -> dict:
+        events, true, found, segments = (self.events[i], self.true_events[i],
+                                         self.hit_segments[i], self.segments[i])
+        return {
+            "precision": float(true / events) if events else None,
+            "recall": float(found / segments) if segments else None,
+            "events": int(events), "true_events": int(true),
+            "segments": int(segments), "segments_found": int(found),
+            "double_counts": float(true / found) if found else None,
+            "delay_s": _percentiles(self.delays[i]),
         }
-    found = hit_segments.sum()
-    return {
-        "event_classes": list(event_classes),
-        "per_class": per_class,
-        "events": int(events.sum()),
-        "false_events": int(events.sum() - true_events.sum()),
-        "false_events_in_background": false["background"],
-        "false_events_in_states": false["states"],
-        "false_events_in_event_segments": false["event_segments"],
-        "background_hours": round(hours["background"], 4),
-        "state_hours": round(hours["states"], 4),
-        "false_events_per_hour_background": _per_hour(false["background"], hours["background"]),
-        "false_events_per_hour_states": _per_hour(false["states"], hours["states"]),
-        "false_events_per_hour_quiet": _per_hour(false["background"] + false["states"], quiet_hours),
-        "recall": float(found / segments.sum()) if segments.sum() else None,
-        "double_counts": float(true_events.sum() / found) if found else None,
-        "delay_s": _percentiles([d for per in delays for d in per]),
-        "hours": round(hours["total"], 4),
-        "events_by_session": by_session,
-    }
+
+    def scores(self) -> dict:
+        hours = {k: v / self.bundle.sample_rate_hz / 3600.0 for k, v in self.samples.items()}
+        false, found, segments = self.false, self.hit_segments.sum(), self.segments.sum()
+        return {
+            "event_classes": self.event_classes,
+            "per_class": {name: self._class_scores(i) for i, name in enumerate(self.bundle.labels)
+                          if self.is_event_class[i]},
+            "events": int(self.events.sum()),
+            "false_events": int(self.events.sum() - self.true_events.sum()),
+            "false_events_in_background": false["background"],
+            "false_events_in_states": false["states"],
+            "false_events_in_event_segments": false["event_segments"],
+            "background_hours": round(hours["background"], 4),
+            "state_hours": round(hours["states"], 4),
+            "false_events_per_hour_background": _per_hour(false["background"], hours["background"]),
+            "false_events_per_hour_states": _per_hour(false["states"], hours["states"]),
+            "false_events_per_hour_quiet": _per_hour(false["background"] + false["states"],
+                                                     hours["background"] + hours["states"]),
+            "recall": float(found / segments) if segments else None,
+            "double_counts": float(self.true_events.sum() / found) if found else None,
+            "delay_s": _percentiles([d for per in self.delays for d in per]),
+            "hours": round(hours["total"], 4),
+            "events_by_session": self.by_session,
+        }
 
 
 def _per_hour(count: int, hours: float) -> float | None:
