@@ -22,6 +22,9 @@ from pathlib import Path
 
 from gesturekit.train import cluster
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/, beside bench/
+from harness.ray_head import local_head  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "compare_scaling.json"
 TEST_SUBJECTS = ["2", "4", "9", "10", "12", "13", "18", "20", "24"]
@@ -95,7 +98,7 @@ def main() -> None:
                 args.data, runs / f"workers{workers}", "--workers", str(workers))
     if "ray" in modes:
         t0 = time.perf_counter()
-        with cluster.local_head(2) as address:
+        with local_head(2) as address:
             result["ray_head_start_s"] = time.perf_counter() - t0
             print("== Ray", flush=True)
             result["modes"]["ray"] = timed_compare(args.data, runs / "ray", "--cluster", address)

@@ -29,6 +29,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -42,6 +43,9 @@ from gesturekit.device.bundle import load_bundle
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.simulate import format_sample, load_session
 from gesturekit.device.stream_eval import replay
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/, beside bench/
+from harness.emulated_board import feed_classifier  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "firmware_board.json"
@@ -120,7 +124,7 @@ def measure_build(bundle_dir: str, kernels: str, session: Path, icount_windows: 
     build = emulate.build_firmware("classifier", bundle_dir, kernels=kernels, release=release)
     samples, stream = session_stream(session, icount_windows, bundle)
     start = time.monotonic()
-    run = emulate.feed_classifier(build.elf, stream, icount=True)
+    run = feed_classifier(build.elf, stream, icount=True)
     ticks = np.array(list(run.ticks.values()))
     return {"kernels": kernels + (" (TFLM_RELEASE=1)" if release else ""),
             "size": size_of(build.elf), "flash_split": flash_split(build.map),
@@ -143,7 +147,7 @@ def compare_session(elf: Path, bundle_dir: str, path: Path) -> dict:
     bundle = load_bundle(bundle_dir)
     samples, stream = session_stream(path, None, bundle)
     start = time.monotonic()
-    run = emulate.feed_classifier(elf, stream, deadline_s=3600)
+    run = feed_classifier(elf, stream, deadline_s=3600)
     seconds = time.monotonic() - start
     board_events = [line.rsplit("  (", 1)[0] for line in run.events]
     q = bundle.quantization["output"]

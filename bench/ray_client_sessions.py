@@ -1,9 +1,9 @@
 """Does the first Ray-client session on a fresh head start? With gRPC's fork handlers on (Ray's
-default, the baseline) and off (`cluster.HEAD_ENV`, what `local_head` starts): ray-project/ray#63202,
+default, the baseline) and off (`ray_head.HEAD_ENV`, what `local_head` starts): ray-project/ray#63202,
 the client server's session process dying at fork, which left `compare --cluster ray://...`
 waiting until its 120 s deadline in CI.
 
-Each trial starts a fresh 2-CPU head on 127.0.0.1 with `cluster.local_head`, then connects a new
+Each trial starts a fresh 2-CPU head on 127.0.0.1 with `ray_head.local_head`, then connects a new
 process as `RayCluster` does and runs two 1-CPU tasks; a session that has not finished within
 SESSION_DEADLINE_S (a good one takes about 5 s) counts as failed. The two conditions alternate.
 Printed, and written to bench/results/ray_client_sessions.json.
@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from gesturekit.train import cluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/, beside bench/
+from harness import ray_head  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "ray_client_sessions.json"
@@ -36,15 +37,15 @@ def double(x):
 assert ray.get([double.remote(i) for i in range(2)]) == [0, 2]
 """
 CONDITIONS = {
-    "fork handlers on (Ray's default)": {k: v for k, v in cluster.HEAD_ENV.items()
+    "fork handlers on (Ray's default)": {k: v for k, v in ray_head.HEAD_ENV.items()
                                          if k != "GRPC_ENABLE_FORK_SUPPORT"},
-    "fork handlers off (local_head)": cluster.HEAD_ENV,
+    "fork handlers off (local_head)": ray_head.HEAD_ENV,
 }
 
 
 def first_session(head_env: dict[str, str]) -> float | None:
     """Seconds the first client session on a fresh head took; None when it did not finish."""
-    with cluster.local_head(2, env=head_env) as address:
+    with ray_head.local_head(2, env=head_env) as address:
         start = time.monotonic()
         try:
             done = subprocess.run([sys.executable, "-c", CLIENT, address], capture_output=True,

@@ -96,7 +96,7 @@ def test_two_workers_give_the_same_table(one_worker, data, tiny, tmp_path, capsy
 @pytest.fixture
 def ray_head():
     """A real Ray head on 127.0.0.1 with 2 CPUs and no dashboard; its Ray-client address."""
-    from gesturekit.train.cluster import local_head
+    from harness.ray_head import local_head
 
     with local_head(2) as address:
         yield address

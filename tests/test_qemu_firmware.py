@@ -32,6 +32,7 @@ from gesturekit.device.lineparser import LineParser
 from gesturekit.device.postprocess import PostprocessConfig
 from gesturekit.device.simulate import format_sample, junk_line, load_session
 from gesturekit.device.stream_eval import replay
+from harness.emulated_board import ClassifierRun, feed_classifier
 
 REPO = Path(__file__).resolve().parents[1]
 HAPT = REPO.parent / "shared" / "data" / "hapt" / "RawData"
@@ -96,8 +97,8 @@ def sample_bytes(samples: np.ndarray) -> bytes:
     return b"".join(format_sample(row) for row in samples)
 
 
-def run_board(elf: Path, stream: bytes, expect_windows: int) -> emulate.ClassifierRun:
-    run = emulate.feed_classifier(elf, stream, deadline_s=READ_DEADLINE_S)
+def run_board(elf: Path, stream: bytes, expect_windows: int) -> ClassifierRun:
+    run = feed_classifier(elf, stream, deadline_s=READ_DEADLINE_S)
     assert len(run.int8) == expect_windows
     return run
 
