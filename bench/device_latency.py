@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier, available_backends
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.simulate import load_session
-from gesturekit.device.windowing import cut_windows
+from gesturekit.device.core.backends import Classifier, available_backends
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.windowing import cut_windows
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "device_latency.json"

@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.simulate import format_sample
+from gesturekit.device.core.lineparser import LineParser, format_sample
 
 RESULTS = Path(__file__).resolve().parent / "results" / "device_parser.json"
 

@@ -30,9 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.runner import RunOptions
-from gesturekit.device.simulate import PtySink, format_sample, load_session
-from gesturekit.device.stream_clock import MAX_NAP_GAP_FRACTION, MAX_NAP_S, MAX_NAP_SAMPLES
+from gesturekit.device.core.lineparser import format_sample
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.stream_clock import MAX_NAP_GAP_FRACTION, MAX_NAP_S, MAX_NAP_SAMPLES
+from gesturekit.device.live.runner import RunOptions
+from gesturekit.device.live.simulate import PtySink
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "device_runner.json"

@@ -29,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.stream_eval import evaluate_stream
-from gesturekit.device.windowing import label_runs, window_labels, window_starts
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.stream_eval import evaluate_stream
+from gesturekit.device.core.windowing import label_runs, window_labels, window_starts
 from gesturekit.train.datasets import load_dataset
 from gesturekit.train.evaluate import stream_sessions
 

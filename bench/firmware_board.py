@@ -37,12 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device import emulate
-from gesturekit.device.backends import Classifier, quantize
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.simulate import format_sample, load_session
-from gesturekit.device.stream_eval import replay
+from gesturekit.device.core.backends import Classifier, quantize
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.lineparser import format_sample
+from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.stream_eval import replay
+from gesturekit.device.emulator import firmware
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/, beside bench/
 from harness.emulated_board import feed_classifier  # noqa: E402
@@ -121,7 +122,7 @@ def session_stream(path: Path, windows: int | None, bundle) -> tuple[np.ndarray,
 def measure_build(bundle_dir: str, kernels: str, session: Path, icount_windows: int,
                   release: bool = False) -> dict:
     bundle = load_bundle(bundle_dir)
-    build = emulate.build_firmware("classifier", bundle_dir, kernels=kernels, release=release)
+    build = firmware.build_firmware("classifier", bundle_dir, kernels=kernels, release=release)
     samples, stream = session_stream(session, icount_windows, bundle)
     start = time.monotonic()
     run = feed_classifier(build.elf, stream, icount=True)
@@ -219,7 +220,7 @@ def main() -> None:
     if missing:
         ap.error(f"--data {args.data}: no {missing[0].relative_to(args.data)}; expected the UCI "
                  "HAPT folder")
-    emulate.check_tools()
+    firmware.check_tools()
 
     builds = []
     for name, bundle_dir in (("cnn_lstm", args.bundle), ("cnn_head", args.cnn_bundle)):
@@ -235,7 +236,7 @@ def main() -> None:
     same = {b["model"]: b["int8_first_windows"] for b in builds if b["kernels"] == "reference"}
     kernels_agree = {f"{b['model']} {b['kernels']}": b["int8_first_windows"] == same.get(b["model"])
                      for b in builds if b["kernels"] != "reference"}
-    stream = emulate.build_firmware("stream", recording=hapt[0])
+    stream = firmware.build_firmware("stream", recording=hapt[0])
     results = {"machine": platform.platform(), "qemu": subprocess.run(
         ["qemu-system-arm", "--version"], capture_output=True, text=True).stdout.splitlines()[0],
         "gcc": subprocess.run(["arm-none-eabi-gcc", "--version"], capture_output=True,
@@ -244,10 +245,10 @@ def main() -> None:
         "imu_stream": {"size": size_of(stream.elf), "recording_samples": len(
             load_session(hapt[0]).data)}}
     if not args.skip_equality:
-        elf = emulate.build_firmware("classifier", args.bundle).elf
+        elf = firmware.build_firmware("classifier", args.bundle).elf
         sessions = [compare_session(elf, args.bundle, path) for path in hapt]
         if args.demo_bundle and args.demo_session:
-            demo_elf = emulate.build_firmware("classifier", args.demo_bundle).elf
+            demo_elf = firmware.build_firmware("classifier", args.demo_bundle).elf
             sessions.append(compare_session(demo_elf, args.demo_bundle, Path(args.demo_session)))
         results["equality"] = sessions
         for s in sessions:

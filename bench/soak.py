@@ -43,9 +43,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.recording import DATASET_TOML, read_recording, read_spec
-from gesturekit.device.simulate import PtySink, format_sample, junk_line
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.lineparser import format_sample
+from gesturekit.device.core.recording import DATASET_TOML, read_recording, read_spec
+from gesturekit.device.live.simulate import PtySink, junk_line
 from gesturekit.train.synth import SynthConfig, write_synthetic_dataset
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.simulate import load_session
-from gesturekit.device.windowing import window_starts
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.windowing import window_starts
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "view_windows.json"

@@ -134,11 +134,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The runner is one thread. Left alone, numpy's OpenBLAS starts a thread per core at import
     # that spins for about 0.1 s of CPU: more than ten seconds of 100 Hz stream cost the runner.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from gesturekit.device.backends import Classifier, choose_backend
-    from gesturekit.device.bundle import load_bundle
-    from gesturekit.device.ports import find_port
-    from gesturekit.device.postprocess import PostprocessConfig
-    from gesturekit.device.runner import Printer, Runner, RunOptions
+    from gesturekit.device.core.backends import Classifier, choose_backend
+    from gesturekit.device.core.bundle import load_bundle
+    from gesturekit.device.core.postprocess import PostprocessConfig
+    from gesturekit.device.live.ports import find_port
+    from gesturekit.device.live.runner import Printer, Runner, RunOptions
 
     if args.duration is not None and not args.duration >= 0:
         raise UserError(f"--duration {args.duration}: expected seconds >= 0")
@@ -163,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     output = None
     if args.view or not (args.json or args.no_view or args.windows or not sys.stdout.isatty()):
         try:
-            from gesturekit.device.view import LiveView
+            from gesturekit.device.live.view import LiveView
         except ModuleNotFoundError as e:  # a --no-deps install (tflite-runtime venv): no rich
             if (e.name or "").split(".")[0] != "rich":
                 raise
@@ -189,15 +189,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from gesturekit.device.simulate import (
-        PortSink,
-        PtySink,
-        SimOptions,
-        SimStats,
-        load_session,
-        play,
-        write_stats,
-    )
+    from gesturekit.device.core.recording import load_session
+    from gesturekit.device.live.simulate import PortSink, PtySink, SimOptions, SimStats, play, write_stats
 
     for name in ("garbage", "drop"):
         if not 0.0 <= getattr(args, name) <= 1.0:
@@ -234,7 +227,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_emulate(args: argparse.Namespace) -> int:
-    from gesturekit.device.emulate import BoardPort, Qemu, build_firmware
+    from gesturekit.device.emulator.firmware import build_firmware
+    from gesturekit.device.emulator.qemu import BoardPort, Qemu
 
     if args.duration is not None and not args.duration >= 0:
         raise UserError(f"--duration {args.duration}: expected seconds >= 0")
@@ -269,7 +263,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from gesturekit.device.record import KeyReader, Recorder, RecordOptions
+    from gesturekit.device.live.record import KeyReader, Recorder, RecordOptions
 
     if args.labels and len(args.labels) > 9:
         raise UserError(f"--labels: at most 9 labels (keys 1..9), got {len(args.labels)}")

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
-from gesturekit.device.bundle import MODEL_JSON, Bundle, write_model_json
-from gesturekit.device.model_info import check_event_classes
+from gesturekit.device.core.bundle import MODEL_JSON, Bundle, write_model_json
+from gesturekit.device.core.model_info import check_event_classes
 from gesturekit.errors import UserError
 from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
 

@@ -2,7 +2,7 @@
 
 The run's validation subjects (never its test subjects) are replayed through the runner's
 windowing and classifier once (`stream_eval.window_probabilities`). Then, for every event
-class on its own (classes are decided independently, see `device/postprocess.py`), every
+class on its own (classes are decided independently, see `device/core/postprocess.py`), every
 setting of a grid of smoothing, threshold, minimum consecutive windows and refractory time is
 scored from those probabilities with the rules of `stream_eval.score_events`:
 
@@ -27,17 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier, choose_backend
-from gesturekit.device.bundle import Bundle, load_bundle, write_atomic, write_model_json
-from gesturekit.device.model_info import DEFAULT_POSTPROCESS, check_event_classes
-from gesturekit.device.postprocess import PostprocessConfig, smoothed
-from gesturekit.device.stream_eval import (
+from gesturekit.device.core.backends import Classifier, choose_backend
+from gesturekit.device.core.bundle import Bundle, load_bundle, write_atomic, write_model_json
+from gesturekit.device.core.model_info import DEFAULT_POSTPROCESS, check_event_classes
+from gesturekit.device.core.postprocess import PostprocessConfig, smoothed
+from gesturekit.device.core.stream_eval import (
     bundle_label_ids,
     detect,
     score_events,
     window_probabilities,
 )
-from gesturekit.device.windowing import UNLABELLED, label_runs
+from gesturekit.device.core.windowing import UNLABELLED, label_runs
 from gesturekit.errors import UserError
 from gesturekit.export import carray
 

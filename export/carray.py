@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gesturekit.device.model_info import ModelInfo, announced_classes
+from gesturekit.device.core.model_info import ModelInfo, announced_classes
 from gesturekit.errors import UserError
 
 ARRAY_NAME = "g_model_data"

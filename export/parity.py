@@ -1,6 +1,6 @@
 """Run every exported model on the same windows and compare it with Keras.
 
-The bundle's files run through `gesturekit.device.backends.Classifier`, as `gesturekit run`
+The bundle's files run through `gesturekit.device.core.backends.Classifier`, as `gesturekit run`
 runs them: one window per invoke at batch size 1 with the variables reset first (the fused
 LSTM keeps its state between invokes; the deployed model sees each window fresh).
 """
@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import Bundle
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import Bundle
 from gesturekit.train.metrics import macro_f1
 
 

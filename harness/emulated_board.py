@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.emulate import BoardPort, Qemu
+from gesturekit.device.emulator.qemu import BoardPort, Qemu
 from gesturekit.errors import UserError
 
 

@@ -136,6 +136,6 @@ def device_python() -> Path:
     return built_venv(
         REPO / ".venv-device",
         [["-e", f"{REPO}[device]"]],
-        "import importlib.util as u, gesturekit, gesturekit.device.runner, ai_edge_litert, serial; "
+        "import importlib.util as u, gesturekit, gesturekit.device.live.runner, ai_edge_litert, serial; "
         "assert u.find_spec('tensorflow') is None and u.find_spec('keras') is None",
     )

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gesturekit.cli import main
-from gesturekit.device.bundle import load_bundle, write_model_json
+from gesturekit.device.core.bundle import load_bundle, write_model_json
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -31,9 +31,9 @@ def bundle_copy(quick_bundle, tmp_path) -> Path:
 
 def test_calibrate_writes_per_class_settings_chosen_on_validation_subjects_only(
         bundle_copy, quick_run, synth_dataset, capsys):
-    from gesturekit.device.backends import Classifier
-    from gesturekit.device.postprocess import PostprocessConfig
-    from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+    from gesturekit.device.core.backends import Classifier
+    from gesturekit.device.core.postprocess import PostprocessConfig
+    from gesturekit.device.core.stream_eval import StreamSession, evaluate_stream
     from gesturekit.train.datasets import load_dataset
     from gesturekit.train.runs import load_run
 

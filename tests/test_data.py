@@ -248,7 +248,7 @@ def test_hapt_zip_is_closed_after_loading(tmp_path):
             z.write(HAPT / "RawData" / name, f"RawData/{name}")
     with warnings.catch_warnings():
         warnings.simplefilter("error", ResourceWarning)
-        from gesturekit.device.hapt import HaptSource
+        from gesturekit.device.core.hapt import HaptSource
 
         source = HaptSource(tmp_path / "hapt.zip")
         assert not any(isinstance(v, zipfile.ZipFile) for v in vars(source).values())
@@ -288,7 +288,7 @@ def test_cli_help_does_not_import_tensorflow(argv):
 def test_simulate_reads_hapt_sessions_with_the_importers_reader(tmp_path):
     """`simulate` and `plot` read a HAPT session as `load_dataset` does: the same samples, and
     the same checks (a NaN in the gyro file is refused naming its line; it used to be played)."""
-    from gesturekit.device.simulate import load_session
+    from gesturekit.device.core.recording import load_session
     from gesturekit.errors import UserError
 
     raw = tmp_path / "RawData"
@@ -313,8 +313,13 @@ def test_rate_from_the_time_column_and_dataset_toml_found_by_one_rule(tmp_path):
     """A dataset without sample_rate_hz: training and simulate take the same rate from the
     time column (rounded to a thousandth of a hertz), and a session file in a sub-folder finds
     the root's dataset.toml as the dataset does."""
-    from gesturekit.device.recording import RecordingSpec, RecordingWriter, find_spec, write_spec
-    from gesturekit.device.simulate import load_session
+    from gesturekit.device.core.recording import (
+        RecordingSpec,
+        RecordingWriter,
+        find_spec,
+        load_session,
+        write_spec,
+    )
 
     root = tmp_path / "data"
     (root / "day1").mkdir(parents=True)
@@ -331,7 +336,7 @@ def test_rate_from_the_time_column_and_dataset_toml_found_by_one_rule(tmp_path):
 def test_one_rate_policy_for_live_streams_and_recordings():
     """`run` warns and `evaluate`/`plot`/`calibrate` refuse past the same RATE_TOLERANCE (it was
     10% live but 5% offline)."""
-    from gesturekit.device.bundle import RATE_TOLERANCE, rate_is_off
+    from gesturekit.device.core.bundle import RATE_TOLERANCE, rate_is_off
     from gesturekit.errors import UserError
     from gesturekit.train.datasets import Dataset
     from gesturekit.train.evaluate import check_rate
@@ -351,7 +356,7 @@ def test_one_rate_policy_for_live_streams_and_recordings():
 def test_one_channel_mapping_rule_by_name_else_by_position():
     """Named sources (recordings, datasets, a stream's header) map by name in any order; only a
     source without names maps by position; either way a mismatch is one line naming it."""
-    from gesturekit.device.model_info import channel_order
+    from gesturekit.device.core.model_info import channel_order
     from gesturekit.errors import UserError
     from gesturekit.train.datasets import Dataset
     from gesturekit.train.evaluate import align

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 
 LABELS = ["idle", "jump", "punch"]
 
@@ -99,8 +99,8 @@ def test_reset_forgets_the_run_across_a_gap():
 
 
 def test_bundle_defaults_and_flag_overrides(tmp_path):
-    from gesturekit.device.model_info import ModelInfo
-    from gesturekit.device.windowing import Normalization
+    from gesturekit.device.core.model_info import ModelInfo
+    from gesturekit.device.core.windowing import Normalization
     from gesturekit.errors import UserError
 
     bundle = ModelInfo(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),
@@ -114,8 +114,8 @@ def test_bundle_defaults_and_flag_overrides(tmp_path):
 @pytest.mark.parametrize("override", [{"refractory_s": float("nan")}, {"threshold": float("inf")},
                                       {"smoothing": 2.5}, {"min_consecutive": 0}])
 def test_flag_overrides_go_through_the_bundle_check(tmp_path, override):
-    from gesturekit.device.model_info import ModelInfo
-    from gesturekit.device.windowing import Normalization
+    from gesturekit.device.core.model_info import ModelInfo
+    from gesturekit.device.core.windowing import Normalization
     from gesturekit.errors import UserError
 
     bundle = ModelInfo(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),
@@ -125,9 +125,9 @@ def test_flag_overrides_go_through_the_bundle_check(tmp_path, override):
 
 
 def test_unknown_postprocess_key_fails_at_load_bundle(tmp_path):
-    from gesturekit.device.bundle import Bundle, load_bundle, write_model_json
-    from gesturekit.device.model_info import DEFAULT_POSTPROCESS
-    from gesturekit.device.windowing import Normalization
+    from gesturekit.device.core.bundle import Bundle, load_bundle, write_model_json
+    from gesturekit.device.core.model_info import DEFAULT_POSTPROCESS
+    from gesturekit.device.core.windowing import Normalization
     from gesturekit.errors import UserError
 
     bundle = Bundle(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),

@@ -11,10 +11,10 @@ import sys
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.stream_eval import StreamSession, evaluate_stream
 
 GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -22,7 +22,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 def test_offline_events_equal_live_events_and_scores_add_up(quick_bundle, synth_dataset, tmp_path):
     """With `walk` a state (not in the bundle's event_classes), neither side announces it."""
-    from gesturekit.device.bundle import write_model_json
+    from gesturekit.device.core.bundle import write_model_json
     from gesturekit.train.datasets import load_dataset
 
     dataset = load_dataset(synth_dataset)
@@ -79,10 +79,10 @@ def test_offline_events_equal_live_events_and_scores_add_up(quick_bundle, synth_
 
 def test_event_scores_count_delay_double_counts_and_where_false_events_fall(tmp_path):
     """Hand-made events on a hand-made session: every figure checked by hand."""
-    from gesturekit.device.bundle import Bundle
-    from gesturekit.device.postprocess import Event
-    from gesturekit.device.stream_eval import score_events
-    from gesturekit.device.windowing import Normalization
+    from gesturekit.device.core.bundle import Bundle
+    from gesturekit.device.core.postprocess import Event
+    from gesturekit.device.core.stream_eval import score_events
+    from gesturekit.device.core.windowing import Normalization
 
     labels = ["idle", "walk", "jump"]  # idle: background; walk: a state; jump: the event
     bundle = Bundle(labels, "idle", ["a"], {}, 10.0, 10, 5, Normalization(np.zeros(1), np.ones(1)),

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, write_spec
+from gesturekit.device.core.recording import RecordingSpec, RecordingWriter, read_recording, write_spec
 
 GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
@@ -25,7 +25,7 @@ TIMED = RecordingSpec(channels=CHANNELS, time_column="t")
 # A writer that resumes where the file ends and says after every append how far it got.
 WRITER = f"""
 import sys, numpy as np
-from gesturekit.device.recording import RecordingWriter
+from gesturekit.device.core.recording import RecordingWriter
 data = np.load(sys.argv[2])
 rng = np.random.default_rng(int(sys.argv[3]))
 w = RecordingWriter(sys.argv[1], {CHANNELS!r}, time_column="t")

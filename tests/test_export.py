@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from gesturekit.cli import main
-from gesturekit.device.bundle import load_bundle
+from gesturekit.device.core.bundle import load_bundle
 from gesturekit.errors import UserError
 from gesturekit.export import flatbuffer
 from gesturekit.export.build import check_tflm_ops, export_run, tflm_ops
@@ -159,8 +159,8 @@ def test_int8_bundle_gives_the_same_predictions_in_tflite_runtime(
     script = textwrap.dedent("""\
         import sys
         import numpy as np
-        from gesturekit.device.backends import Classifier
-        from gesturekit.device.bundle import load_bundle
+        from gesturekit.device.core.backends import Classifier
+        from gesturekit.device.core.bundle import load_bundle
         classifier = Classifier(load_bundle(sys.argv[1]), "tflite_runtime", "int8")
         np.save(sys.argv[3], np.array([classifier.run_normalized(w) for w in np.load(sys.argv[2])]))
         """)

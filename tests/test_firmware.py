@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.windowing import StreamWindower
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.lineparser import LineParser
+from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.core.windowing import StreamWindower
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware_notes"
@@ -247,7 +247,7 @@ def test_smoothed_probabilities_are_bitwise_numpy_means(replay):
 # --- event, gap and sample lines --------------------------------------------------------------
 
 def test_event_and_gap_lines_match_the_runner_format(replay):
-    """The runner's f-strings (device/runner.py), including ties Python rounds half to even."""
+    """The runner's f-strings (device/live/runner.py), including ties Python rounds half to even."""
     rng = np.random.default_rng(3)
     cases = [(1.005, "jump", 0.625, 12.25), (2.675, "walk", 0.875, 0.05), (0.0, "a", 1.0, 0.0),
              (123456.125, "a_long_label_over_twenty_chars", 0.125, 99999.95)]
@@ -327,7 +327,7 @@ def stream(synth_dataset) -> np.ndarray:
 def test_ring_buffer_normalisation_and_quantisation_match_the_runner(replay, bundle, stream):
     """Same windows, same int8 input bytes as Classifier.quantize(Normalization.apply(window)),
     across gaps."""
-    from gesturekit.device.backends import Classifier
+    from gesturekit.device.core.backends import Classifier
 
     classifier = Classifier(bundle, "ai_edge_litert", "int8")
     q = bundle.quantization
@@ -358,7 +358,7 @@ def test_ring_buffer_normalisation_and_quantisation_match_the_runner(replay, bun
 def test_model_outputs_to_events_match_the_runner(replay, bundle, stream):
     """The int8 model's real outputs, dequantised and post-processed on both sides: the same
     probabilities to the bit and the same events."""
-    from gesturekit.device.backends import Classifier
+    from gesturekit.device.core.backends import Classifier
 
     classifier = Classifier(bundle, "ai_edge_litert", "int8")
     q = bundle.quantization
@@ -458,7 +458,7 @@ def test_tflm_runs_the_exported_model_like_the_runner(replay, bundle, stream):
     and picks the runner's class; its arena fits the kTensorArenaBytes the export wrote."""
     runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime",
                                   reason="pip install tflite-micro")
-    from gesturekit.device.backends import Classifier
+    from gesturekit.device.core.backends import Classifier
 
     classifier = Classifier(bundle, "ai_edge_litert", "int8")
     q = bundle.quantization

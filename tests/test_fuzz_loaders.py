@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from gesturekit.device.bundle import MODEL_JSON, load_bundle
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec
+from gesturekit.device.core.bundle import MODEL_JSON, load_bundle
+from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.recording import RecordingSpec, RecordingWriter, read_recording, read_spec
 from gesturekit.errors import UserError
 
 # Cases per property: 300 in `make test` (derandomized, see conftest.py); `make fuzz` sets

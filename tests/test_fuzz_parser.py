@@ -25,8 +25,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gesturekit.device.lineparser import MAX_LINE_BYTES, LineParser
-from gesturekit.device.windowing import StreamWindower, cut_windows
+from gesturekit.device.core.lineparser import MAX_LINE_BYTES, LineParser
+from gesturekit.device.core.windowing import StreamWindower, cut_windows
 
 # Cases per property: 300 in `make test` (derandomized, see conftest.py); `make fuzz` sets
 # GK_FUZZ_EXAMPLES=5000 and draws them at random.

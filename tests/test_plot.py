@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device.bundle import load_bundle, write_model_json
-from gesturekit.device.windowing import window_starts
+from gesturekit.device.core.bundle import load_bundle, write_model_json
+from gesturekit.device.core.windowing import window_starts
 
 HAPT = Path("/work/shared/data/hapt")
 if not HAPT.is_dir():  # CI lays shared/ beside the clone
@@ -100,9 +100,9 @@ def test_plot_of_a_hapt_session_matches_labels_and_stream_evaluation(hapt_small,
 
 def test_plot_of_a_recording_csv_matches_its_label_column_and_stream_evaluation(
         quick_bundle, synth_dataset, tmp_path):
-    from gesturekit.device.backends import Classifier
-    from gesturekit.device.postprocess import PostprocessConfig
-    from gesturekit.device.stream_eval import StreamSession, evaluate_stream
+    from gesturekit.device.core.backends import Classifier
+    from gesturekit.device.core.postprocess import PostprocessConfig
+    from gesturekit.device.core.stream_eval import StreamSession, evaluate_stream
     from gesturekit.train.datasets import load_dataset
     from gesturekit.train.plots import plot_recording
 

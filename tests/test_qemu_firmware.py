@@ -25,13 +25,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device import emulate
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.simulate import format_sample, junk_line, load_session
-from gesturekit.device.stream_eval import replay
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.lineparser import LineParser, format_sample
+from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.stream_eval import replay
+from gesturekit.device.emulator import firmware, qemu
+from gesturekit.device.live.simulate import junk_line
 from harness.emulated_board import ClassifierRun, feed_classifier
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,8 +83,8 @@ def loose_bundle(quick_bundle, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def classifier_elf(loose_bundle) -> Path:
-    emulate.check_tools()  # fails (no skip) without the toolchain: CI installs it
-    return emulate.build_firmware("classifier", loose_bundle).elf
+    firmware.check_tools()  # fails (no skip) without the toolchain: CI installs it
+    return firmware.build_firmware("classifier", loose_bundle).elf
 
 
 def session_samples(path: Path, windows: int, bundle) -> np.ndarray:
@@ -188,12 +189,12 @@ def test_qemu_bad_lines_counted_and_skipped_never_shifting_a_window(classifier_e
 
 def test_qemu_imu_stream_plays_a_recording_from_flash_at_its_rate(tmp_path, synth_dataset):
     """imu_stream: the recording's samples in order, 4 decimals, none lost, at about 50 Hz."""
-    emulate.check_tools()
+    firmware.check_tools()
     recording = synth_dataset / "s01_session1.csv"
-    elf = emulate.build_firmware("stream", recording=recording, out=tmp_path / "fw").elf
+    elf = firmware.build_firmware("stream", recording=recording, out=tmp_path / "fw").elf
     rows = load_session(recording).data
-    with emulate.Qemu(elf) as qemu:
-        board = emulate.BoardPort(qemu.pty)
+    with qemu.Qemu(elf) as board_qemu:
+        board = qemu.BoardPort(board_qemu.pty)
         try:
             parser = LineParser(rows.shape[1])
             got, start = [], None
@@ -224,7 +225,7 @@ def test_qemu_emulate_cli_events_equal_the_runner_with_tflite_micro(loose_bundle
                                                                     synth_dataset, tmp_path):
     """`gesturekit emulate BUNDLE` prints the pty first; `gesturekit simulate REC --port PTY`
     feeds it; its events equal `gesturekit run --backend tflite_micro` on the same recording."""
-    emulate.check_tools()
+    firmware.check_tools()
     recording = tmp_path / "rec" / "s02.csv"  # 30 s of a synthetic test session
     recording.parent.mkdir()
     lines = (synth_dataset / "s02_session1.csv").read_text().splitlines(keepends=True)
@@ -305,7 +306,7 @@ def random_stream(rng: np.random.Generator, lines: int) -> bytes:
 
 
 def test_qemu_board_parser_is_the_host_parser(tmp_path):
-    """gk_lineparser.h (built for the host) against device/lineparser.py on seeded random
+    """gk_lineparser.h (built for the host) against device/core/lineparser.py on seeded random
     streams: the same samples to the last bit and the same counts by reason."""
     from test_firmware import CXX, CXXFLAGS, FIRMWARE, LIBRARY_SRC, compile_cpp
 

@@ -1,4 +1,4 @@
-"""One quantiser, two languages: `device.backends.quantize` (the runner and export parity) and
+"""One quantiser, two languages: `device.core.backends.quantize` (the runner and export parity) and
 the board's `gk::quantize_value` (gk_preprocess.h) give the same int8 for every value, at ties
 with odd and even zero points above all, where round(x/s) + zp and round(x/s + zp) differ.
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device.backends import quantize
+from gesturekit.device.core.backends import quantize
 
 REPO = Path(__file__).resolve().parents[1]
 HEADERS = REPO / "firmware_notes" / "libraries" / "GestureKit" / "src"

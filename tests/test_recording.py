@@ -11,7 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec, write_spec
+from gesturekit.device.core.recording import (
+    RecordingSpec,
+    RecordingWriter,
+    read_recording,
+    read_spec,
+    write_spec,
+)
 from gesturekit.errors import UserError
 
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
@@ -54,7 +60,7 @@ def test_resume_refuses_a_different_header(tmp_path):
 
 WRITER = """
 import sys, numpy as np
-from gesturekit.device.recording import RecordingWriter
+from gesturekit.device.core.recording import RecordingWriter
 w = RecordingWriter(sys.argv[1], ["ax", "ay", "az", "gx", "gy", "gz"])
 i = 0
 while True:

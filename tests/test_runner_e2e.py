@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.windowing import cut_windows, window_starts
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.core.windowing import cut_windows, window_starts
 
 HAPT_RAW = Path("/work/shared/data/hapt/RawData")
 if not HAPT_RAW.is_dir():  # CI lays shared/ beside the clone
@@ -157,7 +157,8 @@ def test_reconnect_after_a_pulled_cable_never_windows_across_the_gap(quick_bundl
 def test_a_silence_just_over_the_gap_restarts_the_windows_where_it_began(quick_bundle):
     """The runner naps while a window's samples pile up; a silence that starts and ends during
     its naps must still be a gap, at the sample where the board stopped."""
-    from gesturekit.device.simulate import PtySink, format_sample
+    from gesturekit.device.core.lineparser import format_sample
+    from gesturekit.device.live.simulate import PtySink
 
     data = hapt_session(SESSION)
     sink = PtySink(link=None)

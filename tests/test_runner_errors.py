@@ -14,7 +14,7 @@ import tty
 import pytest
 import serial
 
-from gesturekit.device.ports import find_port
+from gesturekit.device.live.ports import find_port
 
 GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -154,7 +154,7 @@ def test_run_with_a_match_that_finds_nothing(quick_bundle):
 
 
 def test_invalid_baud_rate_is_a_user_error():
-    from gesturekit.device.ports import open_port
+    from gesturekit.device.live.ports import open_port
     from gesturekit.errors import UserError
 
     with pytest.raises(UserError, match="--baud -5: not a valid baud rate"):
@@ -200,7 +200,7 @@ def test_model_file_check_closes_the_file(tmp_path):
     import gc
     import warnings
 
-    from gesturekit.device.backends import check_model_file
+    from gesturekit.device.core.backends import check_model_file
 
     model = tmp_path / "m.tflite"
     model.write_bytes(b"\0\0\0\0TFL3" + bytes(100))

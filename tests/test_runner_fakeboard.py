@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 from fakeboard import FakeBoard, FakeClock
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import load_bundle, rate_is_off
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.runner import Printer, Runner, RunOptions
-from gesturekit.device.simulate import junk_line, load_session
-from gesturekit.device.windowing import cut_windows, window_starts
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import load_bundle, rate_is_off
+from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.windowing import cut_windows, window_starts
+from gesturekit.device.live.runner import Printer, Runner, RunOptions
+from gesturekit.device.live.simulate import junk_line
 from gesturekit.errors import UserError
 
 HEADER = b"ax,ay,az,gx,gy,gz\r\n"  # what a board prints at connect; the runner drops that line

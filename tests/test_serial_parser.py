@@ -9,8 +9,8 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.simulate import format_sample, junk_line
+from gesturekit.device.core.lineparser import LineParser, format_sample
+from gesturekit.device.live.simulate import junk_line
 
 
 def lines_of(data: np.ndarray) -> bytes:

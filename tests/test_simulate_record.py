@@ -16,8 +16,14 @@ import numpy as np
 import pytest
 import serial
 
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, read_recording, read_spec, write_spec
+from gesturekit.device.core.lineparser import LineParser
+from gesturekit.device.core.recording import (
+    RecordingSpec,
+    RecordingWriter,
+    read_recording,
+    read_spec,
+    write_spec,
+)
 
 GESTUREKIT = [sys.executable, "-m", "gesturekit.cli"]
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]
@@ -139,7 +145,7 @@ def test_simulate_to_a_socket_url(recording):
 def test_simulate_reads_a_hapt_session_without_the_training_code():
     from test_runner_e2e import HAPT_RAW
 
-    from gesturekit.device.simulate import load_session
+    from gesturekit.device.core.recording import load_session
 
     acc = HAPT_RAW / "acc_exp01_user01.txt"
     if not acc.is_file():
@@ -248,7 +254,7 @@ def test_simulate_to_a_socket_that_closes_is_a_one_line_error(recording):
 
 
 def test_simulate_time_column_that_does_not_increase_is_a_user_error(tmp_path):
-    from gesturekit.device.simulate import load_session
+    from gesturekit.device.core.recording import load_session
     from gesturekit.errors import UserError
 
     root = tmp_path / "ds"

@@ -1,11 +1,11 @@
-"""The runner's timing (device/stream_clock.py) on made-up times: naps, silences, stalls, late
+"""The runner's timing (device/core/stream_clock.py) on made-up times: naps, silences, stalls, late
 reads, the first-line deadline and the arrival rate measured again after every gap."""
 
 from __future__ import annotations
 
 import pytest
 
-from gesturekit.device.stream_clock import (
+from gesturekit.device.core.stream_clock import (
     MAX_NAP_S,
     MAX_NAP_SAMPLES,
     RATE_PROBE_S,

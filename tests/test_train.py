@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gesturekit.cli import main
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, write_spec
+from gesturekit.device.core.recording import RecordingSpec, RecordingWriter, write_spec
 from gesturekit.train.config import build_config
 from gesturekit.train.runs import load_keras_model, load_run, run_windows
 
@@ -101,7 +101,7 @@ def test_evaluate_stream_hands_a_bundle_to_the_live_side(run, synth, tmp_path, c
     import tensorflow as tf
     import tf2onnx
 
-    from gesturekit.device.bundle import Bundle, write_model_json
+    from gesturekit.device.core.bundle import Bundle, write_model_json
 
     info = load_run(run)
     bundle = tmp_path / "bundle"
@@ -122,7 +122,7 @@ def test_evaluate_stream_hands_a_bundle_to_the_live_side(run, synth, tmp_path, c
 def test_phase3_leaves_the_cnn_weights_bit_identical(synth, monkeypatch):
     import keras
 
-    from gesturekit.device.windowing import Normalization
+    from gesturekit.device.core.windowing import Normalization
     from gesturekit.train import phases
     from gesturekit.train.config import apply_values
     from gesturekit.train.datasets import load_dataset, make_windows

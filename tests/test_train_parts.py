@@ -118,12 +118,12 @@ def test_train_force_replaces_only_a_run_folder_and_only_after_the_data_loads(tm
 def test_stream_evaluation_checks_the_sample_rate(monkeypatch):
     from types import SimpleNamespace
 
-    import gesturekit.device.bundle
+    import gesturekit.device.core.bundle
     from gesturekit.train.datasets import Dataset, Session
     from gesturekit.train.evaluate import evaluate_bundle_stream
 
     bundle = SimpleNamespace(sample_rate_hz=100.0, channels=["ax"], labels=["a"], root="b")
-    monkeypatch.setattr(gesturekit.device.bundle, "load_bundle", lambda _: bundle)
+    monkeypatch.setattr(gesturekit.device.core.bundle, "load_bundle", lambda _: bundle)
     ds = Dataset("d", "d", 50.0, ["ax"], {}, ["a"], None,
                  [Session("s", "1", np.zeros((10, 1), np.float32), np.zeros(10, np.int16))])
     with pytest.raises(UserError, match="d: sample rate 50 Hz, the model was trained at 100 Hz"):

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from gesturekit.device.recording import RecordingSpec, RecordingWriter, write_spec
-from gesturekit.device.windowing import Normalization
+from gesturekit.device.core.recording import RecordingSpec, RecordingWriter, write_spec
+from gesturekit.device.core.windowing import Normalization
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import load_dataset, make_windows
 from gesturekit.train.model import ModelConfig

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gesturekit.device.backends import MAX_MODEL_BYTES, Classifier
-from gesturekit.device.bundle import MAX_MODEL_JSON_BYTES, MODEL_JSON, load_bundle
-from gesturekit.device.lineparser import MAX_LINE_BYTES as MAX_SERIAL_LINE
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.recording import MAX_LINE_BYTES, MAX_SPEC_BYTES, read_recording, read_spec
+from gesturekit.device.core.backends import MAX_MODEL_BYTES, Classifier
+from gesturekit.device.core.bundle import MAX_MODEL_JSON_BYTES, MODEL_JSON, load_bundle
+from gesturekit.device.core.lineparser import MAX_LINE_BYTES as MAX_SERIAL_LINE
+from gesturekit.device.core.lineparser import LineParser
+from gesturekit.device.core.recording import MAX_LINE_BYTES, MAX_SPEC_BYTES, read_recording, read_spec
 from gesturekit.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import load_bundle
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.view import LiveView, probability_bar, sparkline
-from gesturekit.device.windowing import cut_windows
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.windowing import cut_windows
+from gesturekit.device.live.view import LiveView, probability_bar, sparkline
 
 HAPT_RAW = Path("/work/shared/data/hapt/RawData")
 if not HAPT_RAW.is_dir():  # CI lays shared/ beside the clone

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from gesturekit.device.windowing import (
+from gesturekit.device.core.windowing import (
     UNLABELLED,
     Normalization,
     StreamWindower,

@@ -270,7 +270,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def add_plot_command(commands: argparse._SubParsersAction) -> None:
-    from gesturekit.device.backends import BACKENDS
+    from gesturekit.device.core.backends import BACKENDS
 
     plot = commands.add_parser(
         "plot", help="draw a session with its labels (and a bundle's predictions and events)")

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gesturekit.device.bundle import write_atomic
+from gesturekit.device.core.bundle import write_atomic
 from gesturekit.errors import UserError
 from gesturekit.train.config import STRATEGIES, TrainConfig, apply_values, read_config_file
 

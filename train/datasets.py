@@ -1,7 +1,7 @@
 """Datasets: a folder of recording-format sessions, or the UCI HAPT raw layout (folder or zip).
 
 Everything here is numpy only. A `Dataset` holds whole sessions with per-sample class ids;
-`make_windows` cuts them with the shared windowing code of `gesturekit.device.windowing`.
+`make_windows` cuts them with the shared windowing code of `gesturekit.device.core.windowing`.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.hapt import HaptSource, activity_ids, activity_names, is_hapt
-from gesturekit.device.recording import (
+from gesturekit.device.core.hapt import HaptSource, activity_ids, activity_names, is_hapt
+from gesturekit.device.core.recording import (
     DATASET_TOML,
     HAPT_CHANNELS,
     HAPT_RATE_HZ,
@@ -26,7 +26,7 @@ from gesturekit.device.recording import (
     read_recording,
     read_spec,
 )
-from gesturekit.device.windowing import UNLABELLED, cut_windows, label_runs, window_labels
+from gesturekit.device.core.windowing import UNLABELLED, cut_windows, label_runs, window_labels
 from gesturekit.errors import UserError
 
 

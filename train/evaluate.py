@@ -1,7 +1,7 @@
 """`gesturekit evaluate`: a run's model on any dataset, with the same report as training.
 
 With a model bundle and `--stream`, the sessions are replayed sample by sample through the
-live-side `gesturekit.device.stream_eval.evaluate_stream` instead (device/ cannot import
+live-side `gesturekit.device.core.stream_eval.evaluate_stream` instead (device/ cannot import
 train/, so the dataset is loaded here and handed over as arrays).
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.bundle import rate_is_off
-from gesturekit.device.model_info import ModelInfo, channel_order
+from gesturekit.device.core.bundle import rate_is_off
+from gesturekit.device.core.model_info import ModelInfo, channel_order
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import Dataset, load_dataset, make_windows
 from gesturekit.train.metrics import scores
@@ -63,7 +63,7 @@ def evaluate_run(run: RunInfo, dataset: Dataset, subjects: list[str] | None = No
 def stream_sessions(model: ModelInfo, dataset: Dataset, subjects: list[str] | None) -> list:
     """The dataset's sessions (of `subjects`, None: all) for `evaluate_stream`: the rate
     checked and the columns in the model's order (by name)."""
-    from gesturekit.device.stream_eval import StreamSession
+    from gesturekit.device.core.stream_eval import StreamSession
 
     check_rate(dataset, model.sample_rate_hz)
     order = channel_order(model.channels, dataset.channels, str(dataset.root))
@@ -74,8 +74,8 @@ def stream_sessions(model: ModelInfo, dataset: Dataset, subjects: list[str] | No
 
 def evaluate_bundle_stream(bundle_dir: str, dataset: Dataset, subjects: list[str] | None) -> dict:
     """Event-level scores from the live side's streaming evaluation of whole sessions."""
-    from gesturekit.device.bundle import load_bundle
-    from gesturekit.device.stream_eval import evaluate_stream
+    from gesturekit.device.core.bundle import load_bundle
+    from gesturekit.device.core.stream_eval import evaluate_stream
 
     bundle = load_bundle(bundle_dir)
     return evaluate_stream(bundle, stream_sessions(bundle, dataset, subjects), dataset.labels)

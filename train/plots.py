@@ -2,12 +2,12 @@
 bands and, with a model bundle, the per-window predictions and the events the
 post-processing would announce, so a person can see where and why the model is wrong.
 
-The session is read with the simulator's loader (`device.simulate.load_session`: what
+The session is read with the simulator's loader (`device.core.recording.load_session`: what
 `simulate` would play) and predictions go through the runner's own code, the one offline
-replay `device.stream_eval.replay` that `evaluate --stream` and `calibrate` use too. So the
+replay `device.core.stream_eval.replay` that `evaluate --stream` and `calibrate` use too. So the
 events in the picture are those `run` prints and `evaluate --stream` scores: event classes
 only (states such as `walk` show in the prediction strip, never as events).
-The session's columns go to the model by name (`device.model_info.channel_order`, the one
+The session's columns go to the model by name (`device.core.model_info.channel_order`, the one
 channel-mapping rule). `plot_recording` returns the numbers behind the picture (`PlotData`).
 """
 
@@ -19,15 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier, choose_backend
-from gesturekit.device.bundle import load_bundle, rate_is_off
-from gesturekit.device.hapt import HaptSource, activity_ids, activity_names
-from gesturekit.device.model_info import channel_order
-from gesturekit.device.postprocess import PostprocessConfig
-from gesturekit.device.recording import HAPT_SESSION, find_spec, read_recording, read_spec
-from gesturekit.device.simulate import Session, load_session
-from gesturekit.device.stream_eval import replay
-from gesturekit.device.windowing import label_runs
+from gesturekit.device.core.backends import Classifier, choose_backend
+from gesturekit.device.core.bundle import load_bundle, rate_is_off
+from gesturekit.device.core.hapt import HaptSource, activity_ids, activity_names
+from gesturekit.device.core.model_info import channel_order
+from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.recording import (
+    HAPT_SESSION,
+    Session,
+    find_spec,
+    load_session,
+    read_recording,
+    read_spec,
+)
+from gesturekit.device.core.stream_eval import replay
+from gesturekit.device.core.windowing import label_runs
 from gesturekit.errors import UserError
 
 

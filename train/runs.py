@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from gesturekit.device.model_info import ModelInfo, read_model_info
+from gesturekit.device.core.model_info import ModelInfo, read_model_info
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import Windows, make_windows
 from gesturekit.train.model import ModelConfig

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.recording import DATASET_TOML, RecordingSpec, write_spec
+from gesturekit.device.core.recording import DATASET_TOML, RecordingSpec, write_spec
 from gesturekit.errors import UserError
 
 CHANNELS = ["ax", "ay", "az", "gx", "gy", "gz"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit import __version__
-from gesturekit.device.windowing import Normalization, label_runs
+from gesturekit.device.core.windowing import Normalization, label_runs
 from gesturekit.errors import UserError
 from gesturekit.train import crossval
 from gesturekit.train.augment import channel_triads

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import serial
 
-from gesturekit.device.simulate import format_sample
+from gesturekit.device.core.lineparser import format_sample
 
 BOARDS: dict[str, FakeBoard] = {}  # fakeboard://NAME -> the board
 

@@ -1,5 +1,5 @@
 // Text the board prints: sample lines for `gesturekit record`/`run`, and event lines in the
-// runner's readable format (device/runner.py), character for character.
+// runner's readable format (device/live/runner.py), character for character.
 //
 // Numbers go through format_fixed, not printf: newlib-nano on Cortex-M drops float printf
 // unless linked with -u _printf_float, and Arduino's Print::print(float) rounds half up

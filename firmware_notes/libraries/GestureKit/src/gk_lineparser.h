@@ -1,5 +1,5 @@
 // The serial line protocol read on the board, line for line as gesturekit's LineParser
-// (device/lineparser.py): one sample per line, values split on commas (or, without a comma,
+// (device/core/lineparser.py): one sample per line, values split on commas (or, without a comma,
 // on whitespace), `\n` or `\r\n`; a header of channel names; `#` comments; the first line
 // after start is dropped (it may be cut). Anything else is a bad line, counted by the
 // Python parser's reason and skipped, never a sample, so it cannot shift a window.

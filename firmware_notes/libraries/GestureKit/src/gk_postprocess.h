@@ -1,5 +1,5 @@
 // Window probabilities -> gesture events, decision for decision as gesturekit's EventDetector
-// (device/postprocess.py):
+// (device/core/postprocess.py):
 //   only event classes are announced (model_config.h kIsEventClass; the others are states,
 //   which take part in every decision but are never announced; the background never is).
 //   Each event class c has its own settings (kClassSmoothing, kClassThreshold, ...): average

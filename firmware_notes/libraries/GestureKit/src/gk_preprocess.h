@@ -1,5 +1,5 @@
 // Normalisation, int8 quantisation of the input window and dequantisation of the output,
-// operation for operation as gesturekit's Classifier (device/backends.py) does them in numpy
+// operation for operation as gesturekit's Classifier (device/core/backends.py) does them in numpy
 // float32, so the board feeds the model the same bytes as `gesturekit run --int8`:
 //   x_norm = (x - mean[c]) / std[c]                      (float32, divide, no reciprocal)
 //   q      = clamp(round_half_even(x_norm / scale) + zero_point, -128, 127)

@@ -1,6 +1,6 @@
 // Ring buffer for the live stream: push samples, a window is due every `hop` samples.
 //
-// Same windows as gesturekit's StreamWindower (device/windowing.py): the first window ends at
+// Same windows as gesturekit's StreamWindower (device/core/windowing.py): the first window ends at
 // the `window`-th sample after a (re)start, then one every `hop` samples; reset() after a gap
 // so no window spans it. Python keeps a doubled buffer to hand out a contiguous view; here
 // the storage is exactly `window` samples and at() reads a window in time order, because the

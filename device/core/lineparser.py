@@ -214,3 +214,8 @@ class LineParser:
         if self.n_channels is not None and len(fields) != self.n_channels:
             return False
         return all(_HEADER_FIELD.match(f.strip()) for f in fields)
+
+
+def format_sample(row: np.ndarray) -> bytes:
+    """One board line; 9 significant digits give back the same float32."""
+    return (",".join(f"{v:.9g}" for v in row.tolist()) + "\r\n").encode("ascii")

@@ -29,9 +29,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gesturekit.device.bundle import Bundle, rate_is_off
-from gesturekit.device.model_info import announced_classes
-from gesturekit.device.postprocess import PostprocessConfig
+from gesturekit.device.core.bundle import Bundle, rate_is_off
+from gesturekit.device.core.model_info import announced_classes
+from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.errors import UserError
 
 REFRESH_HZ = 10.0

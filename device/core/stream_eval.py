@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gesturekit.device.backends import Classifier, choose_backend
-from gesturekit.device.bundle import Bundle
-from gesturekit.device.model_info import announced_classes
-from gesturekit.device.postprocess import Event, EventDetector, PostprocessConfig
-from gesturekit.device.windowing import UNLABELLED, cut_windows, label_runs, window_starts
+from gesturekit.device.core.backends import Classifier, choose_backend
+from gesturekit.device.core.bundle import Bundle
+from gesturekit.device.core.model_info import announced_classes
+from gesturekit.device.core.postprocess import Event, EventDetector, PostprocessConfig
+from gesturekit.device.core.windowing import UNLABELLED, cut_windows, label_runs, window_starts
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.core.hapt import HaptSource
 from gesturekit.errors import UserError
 
 DEFAULT_LABEL_COLUMN = "label"
@@ -310,3 +311,25 @@ class RecordingWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+@dataclass
+class Session:
+    data: np.ndarray  # (N, C) float32
+    channels: list[str]
+    sample_rate_hz: float
+
+
+def load_session(path: str | os.PathLike, rate_hz: float | None = None) -> Session:
+    """A recording-format CSV (rate from a nearby dataset.toml, the time column or `rate_hz`)
+    or a HAPT raw session file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such recording file")
+    if HAPT_SESSION.search(path.name):  # its gyro file beside it
+        return Session(HaptSource(path.parent).session(path.name), list(HAPT_CHANNELS), HAPT_RATE_HZ)
+    toml = find_spec(path)
+    spec = read_spec(toml) if toml else RecordingSpec()
+    rec = read_recording(path, spec)
+    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path))
+    return Session(rec.data, rec.channels, float(rate))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.windowing import UNLABELLED
+from gesturekit.device.core.windowing import UNLABELLED
 from gesturekit.errors import UserError
 
 

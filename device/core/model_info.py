@@ -2,7 +2,7 @@
 
 Its labels, background class, channels and units, sample rate, window, hop, normalisation,
 whether it keeps state, and its post-processing. A run folder gives it (`train.runs.RunInfo
-.model_info`, from config.json), a bundle extends it (`device.bundle.Bundle`, model.json) and
+.model_info`, from config.json), a bundle extends it (`device.core.bundle.Bundle`, model.json) and
 `model_config.h` is written from it (`export.carray.SketchConfig`); `read_model_info` is the one
 check of these fields, whichever file they come from.
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gesturekit.device.windowing import Normalization
+from gesturekit.device.core.windowing import Normalization
 from gesturekit.errors import UserError
 
 MAX_WINDOW = 100_000  # samples; the ring buffer holds two windows

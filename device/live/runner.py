@@ -22,14 +22,14 @@ from typing import Protocol, TextIO
 import numpy as np
 import serial
 
-from gesturekit.device.backends import Classifier
-from gesturekit.device.bundle import Bundle, rate_is_off
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.model_info import channel_order
-from gesturekit.device.ports import DEFAULT_BAUD, find_port, open_port
-from gesturekit.device.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.stream_clock import StreamClock
-from gesturekit.device.windowing import StreamWindower
+from gesturekit.device.core.backends import Classifier
+from gesturekit.device.core.bundle import Bundle, rate_is_off
+from gesturekit.device.core.lineparser import LineParser
+from gesturekit.device.core.model_info import channel_order
+from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
+from gesturekit.device.core.stream_clock import StreamClock
+from gesturekit.device.core.windowing import StreamWindower
+from gesturekit.device.live.ports import DEFAULT_BAUD, find_port, open_port
 from gesturekit.errors import UserError
 
 WRONG_COUNT_LINES = 3  # numeric lines of another width, before any good one, that prove a mismatch

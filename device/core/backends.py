@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.bundle import Bundle
+from gesturekit.device.core.bundle import Bundle
 from gesturekit.errors import UserError
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "onnxruntime", "tflite_micro")

@@ -7,8 +7,9 @@ is exactly one bad line for the parser and no sample is lost, so windows stay al
 line ends; `disconnect_after_s` closes the pty mid-stream and opens a new one (a pulled
 cable), re-pointing `link` at it so a runner can reconnect to one path.
 
-HAPT sessions (`RawData/acc_expNN_userNN.txt` + its gyro file) are read by `hapt.py`, the
-dataset importer's reader, without `gesturekit.train`.
+Sessions (a recording-format CSV or a HAPT raw file) are read by `core.recording.load_session`,
+which `plot` and the emulated board use too; lines are written by `core.lineparser.format_sample`,
+the inverse of the parser.
 """
 
 from __future__ import annotations
@@ -29,49 +30,13 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from gesturekit.device.hapt import HaptSource
-from gesturekit.device.ports import open_port
-from gesturekit.device.recording import (
-    HAPT_CHANNELS,
-    HAPT_RATE_HZ,
-    HAPT_SESSION,
-    RecordingSpec,
-    find_spec,
-    rate_from_time,
-    read_recording,
-    read_spec,
-)
+from gesturekit.device.core.lineparser import format_sample
+from gesturekit.device.core.recording import Session
+from gesturekit.device.live.ports import open_port
 from gesturekit.errors import UserError
 
 WRITE_DEADLINE_S = 5.0  # a reader that takes nothing for this long has hung
 READER_SETTLE_S = 0.1  # a reader's port open() takes well under this
-
-
-@dataclass
-class Session:
-    data: np.ndarray  # (N, C) float32
-    channels: list[str]
-    sample_rate_hz: float
-
-
-def load_session(path: str | os.PathLike, rate_hz: float | None = None) -> Session:
-    """A recording-format CSV (rate from a nearby dataset.toml, the time column or `rate_hz`)
-    or a HAPT raw session file."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such recording file")
-    if HAPT_SESSION.search(path.name):  # its gyro file beside it
-        return Session(HaptSource(path.parent).session(path.name), list(HAPT_CHANNELS), HAPT_RATE_HZ)
-    toml = find_spec(path)
-    spec = read_spec(toml) if toml else RecordingSpec()
-    rec = read_recording(path, spec)
-    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path))
-    return Session(rec.data, rec.channels, float(rate))
-
-
-def format_sample(row: np.ndarray) -> bytes:
-    """One board line; 9 significant digits give back the same float32."""
-    return (",".join(f"{v:.9g}" for v in row.tolist()) + "\r\n").encode("ascii")
 
 
 def junk_line(row: np.ndarray, rng: np.random.Generator) -> tuple[str, bytes]:

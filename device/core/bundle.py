@@ -1,7 +1,7 @@
 """The model bundle: a folder with `model.json` and the model files.
 
 The model carries its labels, channels, rate, window, hop and normalisation (`Bundle` extends
-`device.model_info.ModelInfo`), so the runner checks a stream against it on load instead of
+`device.core.model_info.ModelInfo`), so the runner checks a stream against it on load instead of
 trusting command-line numbers. `export` writes
 the bundle through `write_model_json`; everything that reads one goes through `load_bundle`.
 
@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from gesturekit.device.model_info import ModelInfo, json_field, read_model_info
+from gesturekit.device.core.model_info import ModelInfo, json_field, read_model_info
 from gesturekit.errors import UserError
 
 FORMAT_VERSION = 2

@@ -23,7 +23,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from gesturekit.device.model_info import DEFAULT_POSTPROCESS, ModelInfo, announced_classes, check_postprocess
+from gesturekit.device.core.model_info import (
+    DEFAULT_POSTPROCESS,
+    ModelInfo,
+    announced_classes,
+    check_postprocess,
+)
 
 
 @dataclass

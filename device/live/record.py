@@ -21,9 +21,15 @@ from pathlib import Path
 import numpy as np
 import serial
 
-from gesturekit.device.lineparser import LineParser
-from gesturekit.device.ports import DEFAULT_BAUD, open_port
-from gesturekit.device.recording import DATASET_TOML, RecordingSpec, RecordingWriter, read_spec, write_spec
+from gesturekit.device.core.lineparser import LineParser
+from gesturekit.device.core.recording import (
+    DATASET_TOML,
+    RecordingSpec,
+    RecordingWriter,
+    read_spec,
+    write_spec,
+)
+from gesturekit.device.live.ports import DEFAULT_BAUD, open_port
 from gesturekit.errors import UserError
 
 MIN_SAMPLES_FOR_RATE = 20

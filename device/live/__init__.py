@@ -1,0 +1,1 @@
+"""The live side: serial ports, the runner, the recorder, the simulator, the views."""
