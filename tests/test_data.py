@@ -336,7 +336,7 @@ def test_rate_from_the_time_column_and_dataset_toml_found_by_one_rule(tmp_path):
 def test_one_rate_policy_for_live_streams_and_recordings():
     """`run` warns and `evaluate`/`plot`/`calibrate` refuse past the same RATE_TOLERANCE (it was
     10% live but 5% offline)."""
-    from gesturekit.device.core.bundle import RATE_TOLERANCE, rate_is_off
+    from gesturekit.device.core.model_info import RATE_TOLERANCE, rate_is_off
     from gesturekit.errors import UserError
     from gesturekit.train.datasets import Dataset
     from gesturekit.train.evaluate import check_rate

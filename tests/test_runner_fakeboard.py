@@ -14,7 +14,8 @@ import pytest
 from fakeboard import FakeBoard, FakeClock
 
 from gesturekit.device.core.backends import Classifier
-from gesturekit.device.core.bundle import load_bundle, rate_is_off
+from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.model_info import rate_is_off
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.core.recording import load_session
 from gesturekit.device.core.windowing import cut_windows, window_starts

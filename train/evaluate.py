@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.core.bundle import rate_is_off
-from gesturekit.device.core.model_info import ModelInfo, channel_order
+from gesturekit.device.core.model_info import ModelInfo, channel_order, rate_is_off
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import Dataset, load_dataset, make_windows
 from gesturekit.train.metrics import scores

@@ -101,3 +101,14 @@ def thin_to_ratio(dataset: Dataset, classes: list[str], subjects: list[str], min
         if imbalance_ratio(thinned, subjects) >= min_ratio:
             return thinned, round(float(keep), 2)
     raise UserError(f"cannot reach a class ratio of {min_ratio} by thinning {', '.join(classes)}")
+
+
+def thin_fit_subjects(dataset: Dataset, thin: dict, fit_subjects: list[str],
+                      seed: int) -> tuple[Dataset, dict]:
+    """The seeded extreme-imbalance thinning of the fitting subjects (never the test subjects),
+    and what it did. `trainer.prepare_dataset` and `runs.run_windows` (with a run's saved split
+    and seed) call it, so export and evaluation cut exactly the windows training saw."""
+    before = imbalance_ratio(dataset, fit_subjects)
+    dataset, keep = thin_to_ratio(dataset, thin["classes"], fit_subjects, thin["min_ratio"], seed)
+    return dataset, {"keep_fraction": keep, "ratio_before": before,
+                     "ratio_after": imbalance_ratio(dataset, fit_subjects)}

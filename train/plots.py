@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.core.backends import Classifier, choose_backend
-from gesturekit.device.core.bundle import load_bundle, rate_is_off
+from gesturekit.device.core.bundle import load_bundle
 from gesturekit.device.core.hapt import HaptSource, activity_ids, activity_names
-from gesturekit.device.core.model_info import channel_order
+from gesturekit.device.core.model_info import channel_order, rate_is_off
 from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.device.core.recording import (
     HAPT_SESSION,

@@ -109,6 +109,7 @@ def run_windows(run: RunInfo, subset: str = "train") -> Windows:
     purity, so export calibration and evaluation see exactly what training saw.
     """
     from gesturekit.train.datasets import load_dataset
+    from gesturekit.train.imbalance import thin_fit_subjects
 
     split, model = run.split, run.model_info
     if subset not in split:
@@ -117,12 +118,9 @@ def run_windows(run: RunInfo, subset: str = "train") -> Windows:
     if dataset.labels != model.labels:
         raise UserError(f"{run.config['dataset']['path']}: classes {dataset.labels} differ from "
                         f"the run's {model.labels}")
-    thin = run.config.get("thin")
-    if thin:  # an extreme-imbalance run: the same seeded thinning of the fitting subjects
-        from gesturekit.train.imbalance import thin_to_ratio
-
-        dataset, _ = thin_to_ratio(dataset, thin["classes"], split["train"] + split["val"],
-                                   thin["min_ratio"], int(run.config["seed"]))
+    if run.config.get("thin"):  # an extreme-imbalance run: the same thinning as in training
+        dataset, _ = thin_fit_subjects(dataset, run.config["thin"], split["train"] + split["val"],
+                                       int(run.config["seed"]))
     windows = make_windows(dataset, split[subset], model.window, model.hop,
                            float(run.config["purity"]))
     windows.x = model.normalization.apply(windows.x)

@@ -28,7 +28,7 @@ from gesturekit.train.datasets import (
     subject_order,
 )
 from gesturekit.train.fit import Arrays
-from gesturekit.train.imbalance import imbalance_ratio, thin_to_ratio
+from gesturekit.train.imbalance import thin_fit_subjects
 from gesturekit.train.metrics import scores
 from gesturekit.train.runs import CONFIG_JSON, METRICS_JSON, MODEL_FILES, RUN_FORMAT_VERSION
 
@@ -65,23 +65,15 @@ def resolve_window(cfg: TrainConfig, dataset: Dataset) -> dict:
 
 
 def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset, object, dict]:
-    """Load the dataset, split it by subject and apply extreme-imbalance thinning if asked.
-
-    Shared with `runs.run_windows` (through the saved config), so a run's windows can be cut
-    again exactly.
-    """
+    """Load the dataset, split it by subject and apply extreme-imbalance thinning if asked."""
     dataset = load_dataset(path, **options)
     info = {"window": resolve_window(cfg, dataset)}
     check_dataset(dataset, cfg.window)
     split = split_subjects(dataset.subjects, cfg.seed, cfg.test_subjects, cfg.val_subjects,
                            train_subjects=cfg.train_subjects)
     if cfg.thin:
-        fit_subjects = split.train + split.val  # never the test subjects
-        before = imbalance_ratio(dataset, fit_subjects)
-        dataset, keep = thin_to_ratio(dataset, cfg.thin["classes"], fit_subjects,
-                                      cfg.thin["min_ratio"], cfg.seed)
-        info["thinning"] = {"keep_fraction": keep, "ratio_before": before,
-                            "ratio_after": imbalance_ratio(dataset, fit_subjects)}
+        dataset, info["thinning"] = thin_fit_subjects(dataset, cfg.thin, split.train + split.val,
+                                                      cfg.seed)
     return dataset, split, info
 
 

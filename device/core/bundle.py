@@ -24,9 +24,6 @@ from gesturekit.errors import UserError
 FORMAT_VERSION = 2
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20
-# A stream or recording further than this from the model's rate fills a window with another
-# stretch of time than the model learned on: live a warning (the stream goes on), offline an error.
-RATE_TOLERANCE = 0.1
 # model.json's keys in the order they have always been written (files stay byte-for-byte the same).
 JSON_KEYS = ("format_version", "labels", "background_label", "channels", "units", "sample_rate_hz",
              "window", "hop", "normalization", "stateful", "files", "quantization", "ops",
@@ -122,9 +119,3 @@ def load_bundle(root: str | os.PathLike) -> Bundle:
         parity=get("parity", dict, required=False) or {},
         calibration=get("calibration", dict, required=False) or {}, format_version=version,
     )
-
-
-def rate_is_off(rate_hz: float, model_rate_hz: float) -> bool:
-    """True when `rate_hz` is more than RATE_TOLERANCE from the model's sample rate: the one
-    rate policy of `run` (a warning), the live view, `plot`, `evaluate` and `calibrate` (errors)."""
-    return abs(rate_hz / model_rate_hz - 1.0) > RATE_TOLERANCE

@@ -33,6 +33,10 @@ DEFAULT_POSTPROCESS = {
     "refractory_s": 1.0,  # silence after an event
 }
 
+# A stream or recording further than this from the model's rate fills a window with another
+# stretch of time than the model learned on: live a warning (the stream goes on), offline an error.
+RATE_TOLERANCE = 0.1
+
 
 @dataclass
 class ModelInfo:
@@ -181,6 +185,12 @@ def read_model_info(d: dict, where: str) -> ModelInfo:
         units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,
         hop=hop, normalization=normalization, stateful=bool(get("stateful", bool)),
         postprocess=postprocess, event_classes=event_classes)
+
+
+def rate_is_off(rate_hz: float, model_rate_hz: float) -> bool:
+    """True when `rate_hz` is more than RATE_TOLERANCE from the model's sample rate: the one
+    rate policy of `run` (a warning), the live view, `plot`, `evaluate` and `calibrate` (errors)."""
+    return abs(rate_hz / model_rate_hz - 1.0) > RATE_TOLERANCE
 
 
 def channel_order(channels: list[str], source: list[str] | int, where: str) -> list[int]:

@@ -23,9 +23,9 @@ import numpy as np
 import serial
 
 from gesturekit.device.core.backends import Classifier
-from gesturekit.device.core.bundle import Bundle, rate_is_off
+from gesturekit.device.core.bundle import Bundle
 from gesturekit.device.core.lineparser import LineParser
-from gesturekit.device.core.model_info import channel_order
+from gesturekit.device.core.model_info import channel_order, rate_is_off
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.core.stream_clock import StreamClock
 from gesturekit.device.core.windowing import StreamWindower

@@ -29,8 +29,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from gesturekit.device.core.bundle import Bundle, rate_is_off
-from gesturekit.device.core.model_info import announced_classes
+from gesturekit.device.core.bundle import Bundle
+from gesturekit.device.core.model_info import announced_classes, rate_is_off
 from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.errors import UserError
 
