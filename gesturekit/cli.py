@@ -29,7 +29,13 @@ ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the help already says it: the value,
-    or "none" for an option that is off unless given. Flags and required options have none."""
+    or "none" for an option that is off unless given. Flags and required options have none.
+    In descriptions and epilogs, an indented line (an example command) is kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(indent + line if line[:1].isspace() or not line
+                         else super(HelpFormatter, self)._fill_text(line, width, indent)
+                         for line in text.splitlines())
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -45,6 +51,19 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """A bad option is one line naming it, exit 2: the usage (up to 20 lines) would bury it."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def epilog(*examples: str, done: str = "", bad: str = "", other: str = "") -> str:
+    """The end of a command's -h: example commands, then its exit codes; `done`, `bad` and
+    `other` add the command's own cases to 0, to 2 and after 2."""
+    return "\n".join(["examples:", *(f"  {e}" for e in examples), "",
+                      f"exit codes: 0 done{done}; 2 bad input or options{bad} (one line naming "
+                      f"the file, field or option){other}; anything else is a bug (a "
+                      "traceback; gesturekit --debug shows one for every error)"])
 
 
 def build_parser() -> argparse.ArgumentParser:
