@@ -95,12 +95,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         return int(args.func(args) or 0)
     except UserError as e:
         if args.debug:
             raise
-        print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"gesturekit {command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
         # Output piped into `head` and closed: not an error. Point stdout at devnull so the
@@ -112,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         # disk; any other OSError is a bug and keeps its traceback.
         if args.debug or (e.filename is None and e.errno not in ENVIRONMENT_ERRNOS):
             raise
-        print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"gesturekit {command}: error: {e}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         return 130
