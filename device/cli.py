@@ -27,7 +27,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         epilog=epilog("gesturekit run --port /dev/ttyACM0 --model bundle",
                       "gesturekit run --match 2e8a:000a --model bundle --int8 --json --duration 60",
                       done=" (--duration ended, or Ctrl-C)",
-                      bad=", no sample arrived, or the board stayed away past --reconnect-timeout"))
+                      bad=", no sample arrived, or the board stayed away past "
+                          "--reconnect-timeout"))
     run.add_argument("--port", help="serial port or pyserial URL (/dev/ttyACM0, COM3, "
                                     "socket://host:port, ...; default: the --match board)")
     run.add_argument("--model", required=True, help="model bundle folder (from `gesturekit export`)")
@@ -67,7 +68,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     waits.add_argument("--first-line-timeout", type=positive_float, default=5.0,
                        help="seconds to wait for a valid line after connecting (default 5)")
     waits.add_argument("--reconnect-timeout", type=nonnegative_float, default=10.0,
-                       help="seconds to keep reopening a vanished port (default 10; 0: stop)")
+                       help="seconds to keep reopening a vanished port, then exit 2 (default 10; "
+                            "0: stop when the port goes, exit 0)")
     waits.add_argument("--gap", type=positive_float, default=1.0,
                        help="a silence this long restarts the windows (default 1 s)")
     run.set_defaults(func=cmd_run)
@@ -210,9 +212,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).
     gc.freeze()
     try:
-        runner.run()
+        summary = runner.run()
     finally:
         output.close()  # the terminal comes back even when the run fails
+    # The summary is printed either way; the exit code says whether the run did its job. With
+    # --reconnect-timeout 0 the stream's end is the run's chosen end (a recording played in).
+    if summary["ended"] == "disconnected" and args.reconnect_timeout > 0:
+        raise UserError(f"port {port}: gone for longer than --reconnect-timeout "
+                        f"{args.reconnect_timeout:g} s; is the board still plugged in?")
+    if not summary["samples"] and summary["ended"] == "duration" and args.duration != 0:
+        raise UserError(f"port {port}: no sample line within --duration {args.duration:g} s; check "
+                        "the baud rate (--baud) and that the board streams samples")
     return 0
 
 

@@ -17,9 +17,8 @@ import errno
 import os
 import sys
 
-from gesturekit import __version__
+from gesturekit import __version__, native_log
 from gesturekit.errors import UserError
-from gesturekit.native_log import native_logs_dropped
 
 # Commands that load TensorFlow, whose C++ log lines are dropped unless --debug.
 LOADS_TENSORFLOW = ("train", "evaluate", "export", "compare")
@@ -89,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet = args.command in LOADS_TENSORFLOW and not args.debug
-    with native_logs_dropped() if quiet else contextlib.nullcontext():
+    native_log.show_native_logs = args.debug
+    with native_log.native_logs_dropped() if args.command in LOADS_TENSORFLOW else contextlib.nullcontext():
         return _run(args)
 
 
