@@ -269,13 +269,11 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from gesturekit.errors import UserError
-    from gesturekit.train.compare import compare, parse_variants, write_winner_config
+    from gesturekit.train.compare import compare, every_run_failed, parse_variants, write_winner_config
     from gesturekit.train.config import build_config
 
-    if args.seeds < 1:
-        raise UserError(f"--seeds {args.seeds}: expected at least 1")
-    if args.workers < 1 or (args.cluster and args.workers != 1):
-        raise UserError(f"--workers {args.workers}: expected at least 1, and not with --cluster")
+    if args.cluster and args.workers != 1:
+        raise UserError(f"--workers {args.workers}: not with --cluster (the cluster's slots decide)")
     if args.apply and not args.apply.endswith(".json"):
         raise UserError(f"--apply {args.apply}: expected a .json file name")
     variants = parse_variants(args.strategies)
@@ -288,6 +286,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     progress=print_progress)
     print(f"\n{state['recommendation']['text']}\n\ntable: {args.out}/compare.md (compare.json, "
           "compare.png)")
+    failed = every_run_failed(state, args.out)
+    if failed:
+        raise failed
     if args.apply:
         write_winner_config(state, base, variants, args.apply)
         print(f"wrote {args.apply}: {state['recommendation']['variant']}'s settings "
