@@ -10,11 +10,25 @@ import sys
 import time
 from pathlib import Path
 
+from gesturekit.cli import epilog
 from gesturekit.errors import UserError
+from gesturekit.options import (
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser("run", help="classify a live serial stream and print gesture events")
+    run = commands.add_parser(
+        "run", help="classify a live serial stream and print gesture events",
+        epilog=epilog("gesturekit run --port /dev/ttyACM0 --model bundle",
+                      "gesturekit run --match 2e8a:000a --model bundle --int8 --json --duration 60",
+                      done=" (--duration ended, or Ctrl-C)",
+                      bad=", no sample arrived, or the board stayed away past "
+                          "--reconnect-timeout"))
     run.add_argument("--port", help="serial port or pyserial URL (/dev/ttyACM0, COM3, "
                                     "socket://host:port, ...; default: the --match board)")
     run.add_argument("--model", required=True, help="model bundle folder (from `gesturekit export`)")
@@ -25,67 +39,81 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     shown.add_argument("--no-view", action="store_true", help="readable lines even on a terminal")
     run.add_argument("--trace", type=lambda s: [c for c in s.split(",") if c],
                      help="channels to trace in the view, e.g. ax,gz (default: |acc| and |gyro|)")
-    run.add_argument("--duration", type=float, help="stop after this many seconds")
+    run.add_argument("--duration", type=nonnegative_float, help="stop after this many seconds")
     run.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime",
                                            "tflite_micro"),
                      help="interpreter (default: the first installed of these, in this order; "
                           "tflite_micro runs the int8 model exactly as a board's TFLM does)")
     run.add_argument("--int8", action="store_true",
                      help="run the full-int8 TFLite model (default: the float model)")
-    run.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
-    run.add_argument("--baud", type=int, default=115200, help="serial baud rate (ignored by USB CDC)")
-    run.add_argument("--rate", type=float, help="the stream's sample rate in Hz (default: "
+    run.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (default 1)")
+    run.add_argument("--baud", type=positive_int, default=115200,
+                     help="serial baud rate (ignored by USB CDC)")
+    run.add_argument("--rate", type=positive_float, help="the stream's sample rate in Hz (default: "
                                                 "measured over the first 2 s)")
     run.add_argument("--match", help="find the board by USB VID:PID (hex) or description, "
                                      "also after it comes back")
     run.add_argument("--windows", action="store_true",
                      help="also print every window's top label and probabilities")
     post = run.add_argument_group("post-processing (defaults from the bundle)")
-    post.add_argument("--smoothing", type=int,
+    post.add_argument("--smoothing", type=positive_int,
                       help="average over the last K windows (default: the bundle's)")
-    post.add_argument("--threshold", type=float,
+    post.add_argument("--threshold", type=probability,
                       help="smoothed confidence to announce (default: the bundle's)")
-    post.add_argument("--min-consecutive", type=int,
+    post.add_argument("--min-consecutive", type=positive_int,
                       help="windows in a row that must agree (default: the bundle's)")
-    post.add_argument("--refractory", type=float,
+    post.add_argument("--refractory", type=nonnegative_float,
                       help="seconds of silence after an event (default: the bundle's)")
     waits = run.add_argument_group("deadlines")
-    waits.add_argument("--first-line-timeout", type=float, default=5.0,
+    waits.add_argument("--first-line-timeout", type=positive_float, default=5.0,
                        help="seconds to wait for a valid line after connecting (default 5)")
-    waits.add_argument("--reconnect-timeout", type=float, default=10.0,
-                       help="seconds to keep reopening a vanished port (default 10; 0: stop)")
-    waits.add_argument("--gap", type=float, default=1.0,
+    waits.add_argument("--reconnect-timeout", type=nonnegative_float, default=10.0,
+                       help="seconds to keep reopening a vanished port, then exit 2 (default 10; "
+                            "0: stop when the port goes, exit 0)")
+    waits.add_argument("--gap", type=positive_float, default=1.0,
                        help="a silence this long restarts the windows (default 1 s)")
     run.set_defaults(func=cmd_run)
 
-    sim = commands.add_parser("simulate", help="play a recording into a pseudo-terminal like a board")
+    sim = commands.add_parser(
+        "simulate", help="play a recording into a pseudo-terminal like a board",
+        epilog=epilog("gesturekit simulate demo/data/s02_session1.csv --pty --speed 4",
+                      "gesturekit simulate ../shared/data/hapt/RawData/acc_exp02_user01.txt --pty "
+                      "--garbage 0.02 --disconnect-after 30",
+                      done=" (the recording played, or Ctrl-C)"))
     sim.add_argument("recording", help="recording-format CSV, or a HAPT RawData/acc_expNN_userNN.txt")
     where = sim.add_mutually_exclusive_group(required=True)
     where.add_argument("--pty", action="store_true", help="create a pseudo-terminal; its path "
                                                           "is the first line printed")
     where.add_argument("--port", help="write to this pyserial port or URL instead")
     sim.add_argument("--link", help="with --pty: keep a symlink to the current pty here")
-    sim.add_argument("--speed", type=float, default=1.0, help="times real rate (default 1)")
-    sim.add_argument("--rate", type=float, help="sample rate of the recording, when not in "
+    sim.add_argument("--speed", type=positive_float, default=1.0, help="times real rate (default 1)")
+    sim.add_argument("--rate", type=positive_float, help="sample rate of the recording, when not in "
                                                 "its dataset.toml (default: from its time column)")
-    sim.add_argument("--garbage", type=float, default=0.0,
+    sim.add_argument("--garbage", type=probability, default=0.0,
                      help="probability of a junk line before each sample")
-    sim.add_argument("--drop", type=float, default=0.0, help="probability of leaving a sample out")
+    sim.add_argument("--drop", type=probability, default=0.0, help="probability of leaving a sample out")
     sim.add_argument("--cut-lines", action="store_true", help="write bytes in pieces that "
                                                               "split lines")
-    sim.add_argument("--disconnect-after", type=float, help="close the port after S seconds and "
+    sim.add_argument("--disconnect-after", type=positive_float, help="close the port after S seconds and "
                                                             "open a new one (a pulled cable)")
-    sim.add_argument("--reconnect-pause", type=float, default=0.5,
+    sim.add_argument("--reconnect-pause", type=nonnegative_float, default=0.5,
                      help="seconds between closing the port and opening the new one (default 0.5)")
     sim.add_argument("--no-header", action="store_true", help="send no header line")
     sim.add_argument("--loop", action="store_true", help="start over at the end, until Ctrl-C")
-    sim.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
+    sim.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the fault injection")
     sim.add_argument("--stats", help="write what was sent (lines, garbage, drops) as JSON here")
-    sim.add_argument("--wait-reader", type=float, default=60.0,
+    sim.add_argument("--wait-reader", type=positive_float, default=60.0,
                      help="seconds to wait for a program to open the pty (default 60)")
     sim.set_defaults(func=cmd_simulate)
 
-    rec = commands.add_parser("record", help="record a labelled session from a board")
+    rec = commands.add_parser(
+        "record", help="record a labelled session from a board",
+        epilog=epilog("gesturekit record --port /dev/ttyACM0 --label idle --labels walk,jump "
+                      "--out mydata --seconds 120",
+                      "gesturekit record --port socket://board:7000 --label punch --out mydata "
+                      "--samples 5000 --channels ax,ay,az",
+                      done=" (--seconds or --samples reached, or Ctrl-C)",
+                      other="; whatever the code, the samples recorded are kept"))
     rec.add_argument("--port", required=True, help="serial port or pyserial URL")
     rec.add_argument("--label", required=True, help="label of the samples (key 0 returns to it)")
     rec.add_argument("--labels", type=lambda s: [x for x in s.split(",") if x], default=[],
@@ -93,16 +121,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--out", required=True, help="dataset folder (created; dataset.toml written)")
     rec.add_argument("--session", help="session file name (default: session_<date>_<time>)")
     stop = rec.add_mutually_exclusive_group()
-    stop.add_argument("--seconds", type=float, help="record this long (default: until Ctrl-C)")
-    stop.add_argument("--samples", type=int, help="record this many samples (default: until Ctrl-C)")
+    stop.add_argument("--seconds", type=positive_float, help="record this long (default: until Ctrl-C)")
+    stop.add_argument("--samples", type=positive_int, help="record this many samples (default: until Ctrl-C)")
     rec.add_argument("--channels", type=lambda s: s.split(","),
                      help="channel names when the board sends no header (default: the header's)")
-    rec.add_argument("--rate", type=float, help="sample rate in Hz (default: measured)")
-    rec.add_argument("--baud", type=int, default=115200, help="serial baud rate (ignored by USB CDC)")
+    rec.add_argument("--rate", type=positive_float, help="sample rate in Hz (default: measured)")
+    rec.add_argument("--baud", type=positive_int, default=115200,
+                     help="serial baud rate (ignored by USB CDC)")
     rec.set_defaults(func=cmd_record)
 
-    emu = commands.add_parser("emulate", help="build the firmware for a Cortex-M4 and run it on an "
-                                              "emulated board (QEMU); its serial port is a pty")
+    emu = commands.add_parser(
+        "emulate", help="build the firmware for a Cortex-M4 and run it on an emulated board "
+                        "(QEMU); its serial port is a pty",
+        epilog=epilog("gesturekit emulate demo/bundle --duration 60",
+                      "gesturekit emulate --firmware stream --recording demo/data/s02_session1.csv"))
     emu.add_argument("bundle", nargs="?", help="model bundle (for --firmware classifier)")
     emu.add_argument("--firmware", choices=("classifier", "stream"), default="classifier",
                      help="classifier: feed it samples (`gesturekit simulate REC --port PTY`) and "
@@ -110,7 +142,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           "`gesturekit run --port PTY` (default classifier)")
     emu.add_argument("--recording", help="with --firmware stream: recording-format CSV or a HAPT "
                                          "RawData/acc_expNN_userNN.txt, compiled into flash")
-    emu.add_argument("--rate", type=float, help="sample rate of the recording, when not in its "
+    emu.add_argument("--rate", type=positive_float, help="sample rate of the recording, when not in its "
                                                 "dataset.toml")
     emu.add_argument("--kernels", choices=("cmsis_nn", "reference"), default="cmsis_nn",
                      help="TFLM kernels (default cmsis_nn)")
@@ -120,7 +152,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                     "../shared/third_party/tflite-micro beside the repository)")
     emu.add_argument("--windows", action="store_true",
                      help="classifier: also print every window's probabilities and int8 outputs")
-    emu.add_argument("--duration", type=float, help="stop after this many seconds")
+    emu.add_argument("--duration", type=nonnegative_float, help="stop after this many seconds")
     emu.set_defaults(func=cmd_emulate)
 
 
@@ -140,8 +172,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gesturekit.device.live.ports import find_port
     from gesturekit.device.live.runner import Printer, Runner, RunOptions
 
-    if args.duration is not None and not args.duration >= 0:
-        raise UserError(f"--duration {args.duration}: expected seconds >= 0")
     port = args.port
     if port is None:
         if not args.match:
@@ -182,9 +212,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).
     gc.freeze()
     try:
-        runner.run()
+        summary = runner.run()
     finally:
         output.close()  # the terminal comes back even when the run fails
+    # The summary is printed either way; the exit code says whether the run did its job. With
+    # --reconnect-timeout 0 the stream's end is the run's chosen end (a recording played in).
+    if summary["ended"] == "disconnected" and args.reconnect_timeout > 0:
+        raise UserError(f"port {port}: gone for longer than --reconnect-timeout "
+                        f"{args.reconnect_timeout:g} s; is the board still plugged in?")
+    if not summary["samples"] and summary["ended"] == "duration" and args.duration != 0:
+        raise UserError(f"port {port}: no sample line within --duration {args.duration:g} s; check "
+                        "the baud rate (--baud) and that the board streams samples")
     return 0
 
 
@@ -192,11 +230,6 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from gesturekit.device.core.recording import load_session
     from gesturekit.device.live.simulate import PortSink, PtySink, SimOptions, SimStats, play, write_stats
 
-    for name in ("garbage", "drop"):
-        if not 0.0 <= getattr(args, name) <= 1.0:
-            raise UserError(f"--{name} {getattr(args, name)}: expected a probability in 0..1")
-    if not args.speed > 0:
-        raise UserError(f"--speed {args.speed}: expected a positive factor")
     session = load_session(args.recording, args.rate)
     opts = SimOptions(speed=args.speed, garbage=args.garbage, drop=args.drop,
                       cut_lines=args.cut_lines, disconnect_after_s=args.disconnect_after,
@@ -230,8 +263,6 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     from gesturekit.device.emulator.firmware import build_firmware
     from gesturekit.device.emulator.qemu import BoardPort, Qemu
 
-    if args.duration is not None and not args.duration >= 0:
-        raise UserError(f"--duration {args.duration}: expected seconds >= 0")
     if args.firmware == "classifier" and args.recording:
         raise UserError("--recording is for --firmware stream; feed the classifier with "
                         "`gesturekit simulate REC --port PTY`")

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import argparse
 
+from gesturekit.cli import epilog
+from gesturekit.options import nonnegative_float
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     export = commands.add_parser(
         "export", help="turn a training run into a verified model bundle",
         description="Write TFLite float and int8 (fused LSTM), ONNX, a TFLM C array, "
                     "model.json and report.md; check each against the Keras model on the "
-                    "run's test split.")
+                    "run's test split.",
+        epilog=epilog("gesturekit export runs/hapt --out bundles/hapt",
+                      "gesturekit export demo/run --out demo/bundle --event-classes jump,punch,turn",
+                      bad=", or float TFLite or ONNX differ from Keras (nothing written)"))
     export.add_argument("run", metavar="RUN", help="run folder written by `gesturekit train`")
     export.add_argument("--out", required=True, metavar="BUNDLE", help="bundle folder to create")
     export.add_argument("--model", choices=("cnn_lstm", "cnn"), default="cnn_lstm",
@@ -29,10 +35,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                     "runner's windowing and post-processing, search per-class smoothing, "
                     "threshold, minimum consecutive windows and refractory time, and write the "
                     "choice into model.json and model_config.h (no retraining, no re-export), "
-                    "with a recall / false events per hour plot per event class.")
+                    "with a recall / false events per hour plot per event class.",
+        epilog=epilog("gesturekit calibrate demo/bundle demo/data",
+                      "gesturekit calibrate bundles/hapt ../shared/data/hapt --max-false-per-hour 10"))
     cal.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from `gesturekit export`)")
     cal.add_argument("data", metavar="DATA", help="the run's dataset (folder or HAPT zip)")
-    cal.add_argument("--max-false-per-hour", type=float,
+    cal.add_argument("--max-false-per-hour", type=nonnegative_float,
                      help="most recall with at most this many false events per hour of background "
                           "and per hour of non-event states (default: best event F1 per class)")
     cal.add_argument("--event-classes", type=lambda s: [c for c in s.split(",") if c],

@@ -17,9 +17,8 @@ import errno
 import os
 import sys
 
-from gesturekit import __version__
+from gesturekit import __version__, native_log
 from gesturekit.errors import UserError
-from gesturekit.native_log import native_logs_dropped
 
 # Commands that load TensorFlow, whose C++ log lines are dropped unless --debug.
 LOADS_TENSORFLOW = ("train", "evaluate", "export", "compare")
@@ -29,7 +28,13 @@ ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 class HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, unless the help already says it: the value,
-    or "none" for an option that is off unless given. Flags and required options have none."""
+    or "none" for an option that is off unless given. Flags and required options have none.
+    In descriptions and epilogs, an indented line (an example command) is kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "\n".join(indent + line if line[:1].isspace() or not line
+                         else super(HelpFormatter, self)._fill_text(line, width, indent)
+                         for line in text.splitlines())
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
@@ -45,6 +50,19 @@ class Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        """A bad option is one line naming it, exit 2: the usage (up to 20 lines) would bury it."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
+def epilog(*examples: str, done: str = "", bad: str = "", other: str = "") -> str:
+    """The end of a command's -h: example commands, then its exit codes; `done`, `bad` and
+    `other` add the command's own cases to 0, to 2 and after 2."""
+    return "\n".join(["examples:", *(f"  {e}" for e in examples), "",
+                      f"exit codes: 0 done{done}; 2 bad input or options{bad} (one line naming "
+                      f"the file, field or option){other}; anything else is a bug (a "
+                      "traceback; gesturekit --debug shows one for every error)"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,18 +88,19 @@ def main(argv: list[str] | None = None) -> int:
     """Parse `argv`, run the command, return the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet = args.command in LOADS_TENSORFLOW and not args.debug
-    with native_logs_dropped() if quiet else contextlib.nullcontext():
+    native_log.show_native_logs = args.debug
+    with native_log.native_logs_dropped() if args.command in LOADS_TENSORFLOW else contextlib.nullcontext():
         return _run(args)
 
 
 def _run(args: argparse.Namespace) -> int:
+    command = " ".join(filter(None, (args.command, getattr(args, "data_command", None))))
     try:
         return int(args.func(args) or 0)
     except UserError as e:
         if args.debug:
             raise
-        print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"gesturekit {command}: error: {e}", file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
         # Output piped into `head` and closed: not an error. Point stdout at devnull so the
@@ -93,7 +112,7 @@ def _run(args: argparse.Namespace) -> int:
         # disk; any other OSError is a bug and keeps its traceback.
         if args.debug or (e.filename is None and e.errno not in ENVIRONMENT_ERRNOS):
             raise
-        print(f"gesturekit {args.command}: error: {e}", file=sys.stderr)
+        print(f"gesturekit {command}: error: {e}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
         return 130

@@ -6,6 +6,10 @@ that variable cannot stop them), a cuInit error on every machine without a GPU, 
 quantiser's settings on every int8 conversion. Python cannot reach those loggers, so a command
 that loads TensorFlow runs with fd 2 behind a pipe whose reader drops exactly those lines and
 passes every other byte through as it comes. `gesturekit --debug` leaves fd 2 alone.
+
+The TFLite interpreter announces its XNNPACK delegate the same way each time one is created,
+so the device side (`device.core.backends.Classifier`) drops native log lines while it creates one,
+and only then: `run` keeps a real stderr (its status line needs the terminal).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ NATIVE_LOG_LINE = re.compile(
 )
 # A child process still holding the pipe must not hold up the command's exit.
 DRAIN_TIMEOUT_S = 2.0
+# `gesturekit --debug` sets this: native logging is then shown everywhere.
+show_native_logs = False
 
 
 def is_native_log_line(line: bytes) -> bool:
@@ -36,7 +42,11 @@ def is_native_log_line(line: bytes) -> bool:
 
 @contextmanager
 def native_logs_dropped() -> Iterator[None]:
-    """Inside the block, lines written to fd 2 that are native log lines are dropped."""
+    """Inside the block, lines written to fd 2 that are native log lines are dropped (unless
+    `show_native_logs`)."""
+    if show_native_logs:
+        yield
+        return
     sys.stderr.flush()
     real_stderr = os.dup(2)
     read_end, write_end = os.pipe()

@@ -169,7 +169,7 @@ def test_duration_0_ends_at_once_and_negative_is_refused(quick_bundle, board_fac
     assert result.returncode == 0, result.stderr
     assert '"ended"' in result.stdout.splitlines()[-1]
     assert_one_line_error(run_cli("run", "--port", board.path, "--model", str(quick_bundle),
-                                  "--duration", "-1"), "--duration -1")
+                                  "--duration", "-1"), "--duration", "'-1'")
 
 
 NO_RICH = [sys.executable, "-c", "import sys; sys.modules['rich'] = None; "

@@ -7,23 +7,26 @@ the gravity direction carries the posture (sitting vs lying).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from gesturekit.errors import UserError
+from gesturekit.options import NON_NEGATIVE, in_range
+
+STRENGTH = in_range(NON_NEGATIVE)  # 0 = off
 
 
 @dataclass
 class AugmentConfig:
-    jitter: float = 0.0  # std of added noise, in units of each channel's std
-    scaling: float = 0.0  # std of a per-window, per-channel gain around 1
-    rotation_deg: float = 0.0  # largest rotation angle of the shared triad rotation
-    time_warp: float = 0.0  # std of the random local speed (0.2 = +-20%)
+    jitter: float = field(default=0.0, metadata=STRENGTH)  # std of added noise, in channel stds
+    scaling: float = field(default=0.0, metadata=STRENGTH)  # std of a per-window gain around 1
+    rotation_deg: float = field(default=0.0, metadata=STRENGTH)  # largest angle of the triad turn
+    time_warp: float = field(default=0.0, metadata=STRENGTH)  # std of the local speed (0.2 = +-20%)
     # Mixup: Beta(alpha, alpha) blends of window pairs (fit.mixup); 0 = off. On by default:
     # +0.02 test macro-F1 on new HAPT subjects over 5 seeds, none lost on the synthetic set
     # (docs/generalization.md).
-    mixup_alpha: float = 0.4
+    mixup_alpha: float = field(default=0.4, metadata=STRENGTH)
 
     @property
     def enabled(self) -> bool:

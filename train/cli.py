@@ -6,6 +6,17 @@ import argparse
 import json
 from functools import partial
 
+from gesturekit.cli import epilog
+from gesturekit.options import (
+    nonnegative_float,
+    nonnegative_int,
+    open_unit,
+    positive_float,
+    positive_int,
+    probability,
+    share,
+)
+
 # Progress lines are flushed, so that they reach a pipe (a log, `tee`, a test) as they happen.
 print_progress = partial(print, flush=True)
 
@@ -14,17 +25,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     data = commands.add_parser("data", help="inspect datasets, write the built-in synthetic one")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
 
-    info = data_commands.add_parser("info", help="subjects, sessions, samples, rate, channels, classes")
+    info = data_commands.add_parser(
+        "info", help="subjects, sessions, samples, rate, channels, classes",
+        epilog=epilog("gesturekit data info ../shared/data/hapt",
+                      "gesturekit data info mydata --rate 100 --background-label idle --json"))
     info.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     info.add_argument("--json", action="store_true", help="print one JSON object")
     add_dataset_options(info)
     info.set_defaults(func=cmd_data_info)
 
-    synth = data_commands.add_parser("synth", help="write the built-in synthetic IMU dataset")
+    synth = data_commands.add_parser(
+        "synth", help="write the built-in synthetic IMU dataset",
+        epilog=epilog("gesturekit data synth --out demo/data",
+                      "gesturekit data synth --out small --subjects 4 --minutes 3 --seed 1"))
     synth.add_argument("--out", required=True, help="folder to create")
-    synth.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
-    synth.add_argument("--subjects", type=int, default=8, help="subjects, one session each")
-    synth.add_argument("--minutes", type=float, default=12.0, help="per subject")
+    synth.add_argument("--seed", type=nonnegative_int, default=0,
+                       help="the same seed gives byte-identical files")
+    synth.add_argument("--subjects", type=positive_int, default=8, help="subjects, one session each")
+    synth.add_argument("--minutes", type=positive_float, default=12.0, help="per subject")
     synth.add_argument("--rate", type=int, choices=(50, 100), default=50, help="sample rate in Hz")
     synth.add_argument("--force", action="store_true", help="replace an existing folder")
     synth.set_defaults(func=cmd_data_synth)
@@ -37,7 +55,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
     """Flags that give `dataset.toml` keys on the command line."""
     group = parser.add_argument_group("dataset options (override dataset.toml; defaults: its keys)")
-    group.add_argument("--rate", dest="sample_rate_hz", type=float,
+    group.add_argument("--rate", dest="sample_rate_hz", type=positive_float,
                        help="sample rate in Hz (default: from the time column)")
     group.add_argument("--channels", type=lambda s: s.split(","),
                        help="channel columns, in order (default: every column but time and label)")
@@ -106,12 +124,17 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train", help="train a CNN-LSTM and write a run folder",
         description="Flags override the --config file, which overrides the defaults "
-                    "(or the --quick budget).")
+                    "(or the --quick budget).",
+        epilog=epilog("gesturekit train ../shared/data/hapt --out runs/hapt --test-subjects 2,4,9",
+                      "gesturekit train mydata --out runs/small --folds 4 --window 2.5s",
+                      other="; 3 the phase-1 sandbox gate failed (the model cannot learn a small "
+                            "balanced subset)"))
     train.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")
     train.add_argument("--config", help="JSON or TOML file of training settings (default: none)")
-    train.add_argument("--seed", type=int, help="seed of splits, weights and shuffling (default 0)")
+    train.add_argument("--seed", type=nonnegative_int,
+                       help="seed of splits, weights and shuffling (default 0)")
     train.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
     train.add_argument("--strategy", choices=(*STRATEGIES, "auto"),
                        help="direct (default: the whole CNN-LSTM with class weights, best on HAPT) "
@@ -124,12 +147,12 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                        help="phase-2 class weights (three-phase; default: --weights, else sqrt)")
     train.add_argument("--lstm-weights", choices=WEIGHT_MODES,
                        help="phase-3 class weights (three-phase; default: --weights, else inverse)")
-    train.add_argument("--beta", type=float, help="beta of the effective class weights (default 0.999)")
+    train.add_argument("--beta", type=open_unit, help="beta of the effective class weights (default 0.999)")
     train.add_argument("--loss", choices=LOSSES, help="loss of every phase (default: crossentropy)")
-    train.add_argument("--gamma", type=float, help="focal loss gamma (default 2)")
+    train.add_argument("--gamma", type=nonnegative_float, help="focal loss gamma (default 2)")
     train.add_argument("--augment", action="store_true",
                        help="jitter, scaling, 3-D rotation and time warp with default strengths")
-    train.add_argument("--mixup", type=float, metavar="ALPHA",
+    train.add_argument("--mixup", type=nonnegative_float, metavar="ALPHA",
                        help="mixup strength: each training window blended with another, "
                             "lambda ~ Beta(ALPHA, ALPHA); 0 turns it off (default 0.4)")
     train.add_argument("--test-subjects", type=_subjects,
@@ -141,9 +164,9 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
     train.add_argument("--train-hop",
                        help="hop for cutting training windows only (default: --hop)")
-    train.add_argument("--purity", type=float,
+    train.add_argument("--purity", type=share,
                        help="share of a window its label must cover (default 0.6)")
-    train.add_argument("--folds", type=int,
+    train.add_argument("--folds", type=nonnegative_int,
                        help="K > 1: leave-subjects-out cross-validation over the non-test subjects "
                             "(each fold reported), then the model trained on all of them for the "
                             "epochs the folds chose; K+1 trainings, for small datasets (default off)")
@@ -153,7 +176,9 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
-        "evaluate", help="score a run (or a bundle with --stream) on any dataset")
+        "evaluate", help="score a run (or a bundle with --stream) on any dataset",
+        epilog=epilog("gesturekit evaluate runs/hapt ../shared/data/hapt --subjects 2,4 --out eval",
+                      "gesturekit evaluate bundle ../shared/data/hapt --stream --json"))
     evaluate.add_argument("model", help="run folder, or model bundle (with --stream)")
     evaluate.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     evaluate.add_argument("--subjects", type=_subjects, help="only these subjects (default all)")
@@ -207,20 +232,24 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare", help="train strategies or configs over seeds (and folds); say which one the data supports",
         description="Every variant x seed [x fold] is one `train` run. Settings: the defaults (or "
-                    "--quick), then --config, then the flags below, then each variant's own.")
+                    "--quick), then --config, then the flags below, then each variant's own.",
+        epilog=epilog("gesturekit compare mydata --out cmp --seeds 5 --apply best.json",
+                      "gesturekit compare mydata --out cmp --strategies direct,wide.toml --workers 2",
+                      other="; 1 every run failed, for a reason other than the input (see "
+                            "compare.md)"))
     compare.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     compare.add_argument("--strategies", default="direct,three-phase",
                          help="comma-separated strategy names and/or .json/.toml config files; the "
                               "first is the baseline (default: direct,three-phase)")
-    compare.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 per variant (default 3)")
-    compare.add_argument("--folds", type=int,
+    compare.add_argument("--seeds", type=positive_int, default=3, help="seeds 0..N-1 per variant (default 3)")
+    compare.add_argument("--folds", type=nonnegative_int,
                          help="each run is `train --folds K`; compare its K fold scores on the "
                               "non-test subjects (default: off; compare test macro-F1)")
     compare.add_argument("--out", required=True,
                          help="compare folder (created, or reopened to finish an earlier compare)")
     compare.add_argument("--apply", metavar="FILE.json",
                          help="write the recommended variant's settings for `train --config`")
-    compare.add_argument("--workers", type=int, default=1,
+    compare.add_argument("--workers", type=positive_int, default=1,
                          help="local worker processes, one TensorFlow thread each (default 1)")
     compare.add_argument("--cluster", metavar="ADDRESS",
                          help="run each run as a task on a Ray cluster: ray://HOST:10001, "
@@ -232,7 +261,7 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--window", help="window length, samples or seconds (default: as train)")
     compare.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
     compare.add_argument("--train-hop", help="hop for training windows (default: --hop)")
-    compare.add_argument("--purity", type=float, help="share of a window its label must cover (0.6)")
+    compare.add_argument("--purity", type=share, help="share of a window its label must cover (0.6)")
     compare.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
     add_dataset_options(compare)
     compare.set_defaults(func=cmd_compare)
@@ -240,13 +269,11 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from gesturekit.errors import UserError
-    from gesturekit.train.compare import compare, parse_variants, write_winner_config
+    from gesturekit.train.compare import compare, every_run_failed, parse_variants, write_winner_config
     from gesturekit.train.config import build_config
 
-    if args.seeds < 1:
-        raise UserError(f"--seeds {args.seeds}: expected at least 1")
-    if args.workers < 1 or (args.cluster and args.workers != 1):
-        raise UserError(f"--workers {args.workers}: expected at least 1, and not with --cluster")
+    if args.cluster and args.workers != 1:
+        raise UserError(f"--workers {args.workers}: not with --cluster (the cluster's slots decide)")
     if args.apply and not args.apply.endswith(".json"):
         raise UserError(f"--apply {args.apply}: expected a .json file name")
     variants = parse_variants(args.strategies)
@@ -259,6 +286,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                     progress=print_progress)
     print(f"\n{state['recommendation']['text']}\n\ntable: {args.out}/compare.md (compare.json, "
           "compare.png)")
+    failed = every_run_failed(state, args.out)
+    if failed:
+        raise failed
     if args.apply:
         write_winner_config(state, base, variants, args.apply)
         print(f"wrote {args.apply}: {state['recommendation']['variant']}'s settings "
@@ -273,22 +303,28 @@ def add_plot_command(commands: argparse._SubParsersAction) -> None:
     from gesturekit.device.core.backends import BACKENDS
 
     plot = commands.add_parser(
-        "plot", help="draw a session with its labels (and a bundle's predictions and events)")
+        "plot", help="draw a session with its labels (and a bundle's predictions and events)",
+        epilog=epilog("gesturekit plot mydata/s01_session1.csv --out s01.png",
+                      "gesturekit plot ../shared/data/hapt/RawData/acc_exp02_user01.txt "
+                      "--model bundle --out exp02.pdf"))
     plot.add_argument("recording", help="recording-format CSV, or a HAPT RawData/acc_expNN_userNN.txt")
     plot.add_argument("--model", help="model bundle: add per-window predictions and events "
                                        "(default: none, the session alone)")
-    plot.add_argument("--out", required=True, help="PNG file to write")
-    plot.add_argument("--rate", type=float,
+    plot.add_argument("--out", required=True,
+                      help="image file to write: .png, or another format matplotlib writes "
+                           "(.pdf, .svg, ...)")
+    plot.add_argument("--rate", type=positive_float,
                       help="sample rate when not in dataset.toml (default: from the time column)")
     plot.add_argument("--backend", choices=BACKENDS,
                       help="interpreter (default: the first installed, in this order)")
     plot.add_argument("--int8", action="store_true", help="predict with the full-int8 model")
-    plot.add_argument("--threshold", type=float,
+    plot.add_argument("--threshold", type=probability,
                       help="smoothed confidence to announce, as for `run` (default: the bundle's)")
-    plot.add_argument("--smoothing", type=int, help="average over the last K windows (default: the bundle's)")
-    plot.add_argument("--min-consecutive", type=int,
+    plot.add_argument("--smoothing", type=positive_int,
+                      help="average over the last K windows (default: the bundle's)")
+    plot.add_argument("--min-consecutive", type=positive_int,
                       help="windows in a row that must agree (default: the bundle's)")
-    plot.add_argument("--refractory", type=float,
+    plot.add_argument("--refractory", type=nonnegative_float,
                       help="seconds of silence after an event (default: the bundle's)")
     plot.add_argument("--json", action="store_true", help="print the numbers behind the picture")
     plot.set_defaults(func=cmd_plot)

@@ -132,8 +132,9 @@ def execute_run(spec: dict) -> dict:
         metrics = train_run(spec["data"], spec["run"], cfg, spec["options"], force=True,
                             progress=lambda _: None)
     except Exception as e:  # noqa: BLE001 - reported in the row
+        # exit_code: 2 or 3 for a user error, 1 for anything else (`every_run_failed`).
         row.update(status="failed", error=_one_line(e), traceback=traceback.format_exc(),
-                   seconds=time.perf_counter() - t0)
+                   exit_code=getattr(e, "exit_code", 1), seconds=time.perf_counter() - t0)
         return row
     finally:
         if "keras" in sys.modules:  # free the graph before this process's next run
@@ -150,6 +151,19 @@ def execute_run(spec: dict) -> dict:
                epochs={p: r["epochs"] for p, r in metrics["phases"].items() if "epochs" in r},
                seconds=time.perf_counter() - t0)
     return row
+
+
+def every_run_failed(state: dict, out: str | os.PathLike) -> UserError | None:
+    """When no run of a compare finished: the one-line error to end the command with; its exit
+    code is the runs' own when they share one (2 or 3: every run failed on its input), else 1."""
+    runs = state["runs"]
+    if not runs or any(r["status"] == "ok" for r in runs):
+        return None
+    error = UserError(f"every run failed, e.g. {runs[0]['key']}: {runs[0]['error']} (all errors: "
+                      f"{Path(out) / COMPARE_MD})")
+    codes = {r.get("exit_code", 1) for r in runs}
+    error.exit_code = codes.pop() if len(codes) == 1 else 1
+    return error
 
 
 def _one_line(e: BaseException) -> str:
@@ -404,6 +418,8 @@ def compare(data: str, out: str | os.PathLike, base: TrainConfig, variants: list
     data = str(Path(data).resolve())
     if not seeds:
         raise UserError("--seeds must be at least 1")
+    if cluster is None:
+        check_inputs(data, options, base)
     previous = claim_folder(out)
     specs = plan_runs(data, options, base, variants, seeds, out / "runs")
     reuse = {(r.get("key"), r.get("hash")): r for r in previous if r.get("status") == "ok"}
@@ -467,6 +483,17 @@ def compare(data: str, out: str | os.PathLike, base: TrainConfig, variants: list
     state["status"] = "complete"
     record()
     return state
+
+
+def check_inputs(data: str, options: dict, base: TrainConfig) -> None:
+    """The dataset loads and the subjects named are in it: once, before a folder is written or
+    a worker started, so bad input is one line, not a row of failed runs. (On a Ray cluster
+    each node reads its own copy of the data, so it is not checked here.)"""
+    from gesturekit.train.datasets import load_dataset, split_subjects
+
+    dataset = load_dataset(data, **options)
+    split_subjects(dataset.subjects, 0, base.test_subjects, base.val_subjects,
+                   train_subjects=base.train_subjects)
 
 
 def write_winner_config(state: dict, base: TrainConfig, variants: list[Variant], path: str) -> None:

@@ -7,10 +7,24 @@ from __future__ import annotations
 
 import json
 import tomllib
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from gesturekit.errors import UserError
+from gesturekit.options import (
+    ANY,
+    AT_LEAST_ONE,
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    PROBABILITY,
+    SHARE,
+    Range,
+    expectation,
+    in_range,
+)
 from gesturekit.train.augment import AugmentConfig
 from gesturekit.train.fit import PhaseBudget
 from gesturekit.train.imbalance import LOSSES, check_weight_mode
@@ -22,12 +36,15 @@ DISTRIBUTE = ("none", "mirrored", "multi-worker")
 
 @dataclass
 class SandboxConfig:
-    windows_per_class: int = 40  # balanced subset of the training split
-    epochs: int = 40
-    batch_size: int = 32
-    learning_rate: float = 3e-3
-    min_train_accuracy: float = 0.8  # the subset must be (nearly) learnable
-    min_val_balanced_accuracy_x_chance: float = 2.0  # and beat chance on unseen subjects
+    # balanced subset of the training split
+    windows_per_class: int = field(default=40, metadata=in_range(AT_LEAST_ONE))
+    epochs: int = field(default=40, metadata=in_range(AT_LEAST_ONE))
+    batch_size: int = field(default=32, metadata=in_range(AT_LEAST_ONE))
+    learning_rate: float = field(default=3e-3, metadata=in_range(POSITIVE))
+    # the subset must be (nearly) learnable
+    min_train_accuracy: float = field(default=0.8, metadata=in_range(PROBABILITY))
+    # and beat chance on unseen subjects
+    min_val_balanced_accuracy_x_chance: float = field(default=2.0, metadata=in_range(NON_NEGATIVE))
 
 
 @dataclass
@@ -35,25 +52,26 @@ class TrainConfig:
     # Default from bench/train_hapt.py (HAPT, 3 seeds): direct with inverse weights beat
     # three-phase by 0.02 macro-F1 at natural imbalance and at 50x (docs/benchmarks.md).
     strategy: str = "direct"
-    seed: int = 0
+    seed: int = field(default=0, metadata=in_range(NON_NEGATIVE))  # numpy refuses negative seeds
     # Window and hops: samples (128), seconds ("2.5s"), or None: the window from the dataset
     # (`trainer.resolve_window`: its rarest class's median segment), the hop half of it and
     # the training hop equal to the hop. The run's config.json holds the samples it used.
     window: int | str | None = None
     hop: int | str | None = None
-    purity: float = 0.6
+    purity: float = field(default=0.6, metadata=in_range(SHARE))
     train_hop: int | str | None = None  # denser training windows (more offsets of rare gestures)
     test_subjects: list[str] | None = None
     val_subjects: list[str] | None = None
     train_subjects: list[str] | None = None  # config only: train on these alone (learning curves)
-    folds: int = 0  # > 1: subject-wise cross-validation, then the final model on every subject
+    # > 1: subject-wise cross-validation, then the final model on every subject (1: refused)
+    folds: int = field(default=0, metadata=in_range(NON_NEGATIVE))
     sandbox: bool = True
     cnn_weights: str = "sqrt"  # phase 2 (three-phase)
     lstm_weights: str = "inverse"  # phase 3 (three-phase)
     direct_weights: str = "inverse"  # the single phase of `direct`
-    beta: float = 0.999  # for `effective` weights
+    beta: float = field(default=0.999, metadata=in_range(OPEN_UNIT))  # for `effective` weights
     loss: str = "crossentropy"  # every phase
-    gamma: float = 2.0  # focal loss
+    gamma: float = field(default=2.0, metadata=in_range(NON_NEGATIVE))  # focal loss
     deterministic: bool = False  # TF op determinism: 1.3x slower; CPU runs repeat without it
     distribute: str = "none"
     thin: dict | None = None  # {"classes": [...], "min_ratio": 50}: extreme-imbalance experiments
@@ -86,10 +104,8 @@ class TrainConfig:
             length = getattr(self, name)
             if length is not None:
                 parse_length(length, f"--{name.replace('_', '-')}")
-        if self.folds == 1 or self.folds < 0:
+        if self.folds == 1:
             raise UserError(f"--folds: expected 0 (off) or at least 2 folds (got {self.folds})")
-        if not 0 < self.purity <= 1:
-            raise UserError(f"--purity must be in (0, 1] (got {self.purity})")
 
 
 def parse_length(value: int | str, flag: str) -> tuple[float, str]:
@@ -126,25 +142,74 @@ _NESTED = {"model": ModelConfig, "augment": AugmentConfig, "sandbox_phase": Sand
            "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget}
 
 
-def apply_values(cfg: TrainConfig, values: dict, where: str) -> TrainConfig:
-    """Set fields from a (nested) dict; unknown keys are a user error naming `where`."""
-    known = {f.name for f in fields(TrainConfig)}
+# What a value of each field type is called in messages.
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               dict: "a table of settings", type(None): "null"}
+_ITEM_NAMES = {int: "integers", str: "strings"}
+
+
+def _fits(value, hint) -> bool:
+    """Whether `value` (from JSON or TOML) is of the field type `hint`. A bool is no number
+    (True would be 1 epoch), and an integer field takes no 3.0."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _kind_name(hint) -> str:
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        return " or ".join(_kind_name(h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return f"a list of {_ITEM_NAMES[item]}"
+    return _KIND_NAMES[hint]
+
+
+def check_value(value, hint, bounds: Range, where: str) -> None:
+    """A config value against its field's type and range (`in_range` metadata; applied to each
+    item of a list): a user error naming `where` (file and key) and what was expected."""
+    numbers = value if isinstance(value, list) else [value]
+    if _fits(value, hint) and all(v in bounds for v in numbers if isinstance(v, int | float)):
+        return
+    kind = float if float in typing.get_args(hint) or hint is float else int
+    wanted = (expectation(kind, bounds) if bounds != ANY and not typing.get_origin(hint)
+              else _kind_name(hint) + ("" if bounds == ANY else f", each {bounds}"))
+    raise UserError(f"{where}: expected {wanted}, got {json.dumps(value)}")
+
+
+def _check_values(cls: type, values: dict, where: str, prefix: str = "") -> None:
+    """Every key of `values` is a field of `cls` with a value of its type and range; `prefix`
+    names the table they are in ("direct.")."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
     for key, value in values.items():
         if key not in known:
-            raise UserError(f"{where}: unknown key {key!r} (expected one of {', '.join(sorted(known))})")
-        if key in _NESTED:
+            raise UserError(f"{where}: unknown key '{prefix}{key}' (expected one of "
+                            f"{', '.join(sorted(known))})")
+        if cls is TrainConfig and key in _NESTED:
             if not isinstance(value, dict):
-                raise UserError(f"{where}: {key!r} must be a table of settings")
+                raise UserError(f"{where}: key '{key}' must be a table of settings")
+            _check_values(_NESTED[key], value, where, f"{key}.")
+        else:
+            check_value(value, hints[key], known[key].metadata.get("range", ANY),
+                        f"{where}: key '{prefix}{key}'")
+
+
+def apply_values(cfg: TrainConfig, values: dict, where: str) -> TrainConfig:
+    """Set fields from a (nested) dict; an unknown key or a value of the wrong type or out of
+    range is a user error naming `where` and the key."""
+    _check_values(TrainConfig, values, where)
+    for key, value in values.items():
+        if key in _NESTED:
             current = asdict(getattr(cfg, key)) if getattr(cfg, key) is not None else {}
-            sub_known = {f.name for f in fields(_NESTED[key])}
-            bad = [k for k in value if k not in sub_known]
-            if bad:
-                raise UserError(f"{where}: unknown key(s) {', '.join(bad)} in {key!r} "
-                                f"(expected {', '.join(sorted(sub_known))})")
-            try:
-                setattr(cfg, key, _NESTED[key](**{**current, **value}))
-            except TypeError as e:
-                raise UserError(f"{where}: bad value in {key!r} ({e})") from e
+            setattr(cfg, key, _NESTED[key](**{**current, **value}))
         else:
             setattr(cfg, key, value)
     return cfg

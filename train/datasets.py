@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.core.hapt import HaptSource, activity_ids, activity_names, is_hapt
+from gesturekit.device.core.model_info import rate_is_off
 from gesturekit.device.core.recording import (
     DATASET_TOML,
     HAPT_CHANNELS,
     HAPT_RATE_HZ,
     HAPT_SESSION,
     HAPT_UNITS,
+    Recording,
     RecordingSpec,
     find_spec,
     rate_from_time,
@@ -133,11 +135,26 @@ def load_recordings(root: Path, **overrides) -> Dataset:
         sessions.append(Session(rel, subject, rec.data, ids))
 
     rate = spec.sample_rate_hz or rate_from_time([r.time for r in recordings], spec, str(root))
+    check_one_rate(recordings, rate, spec, "its sample_rate_hz" if spec.sample_rate_hz
+                   else "the median step of its time columns")
     return Dataset(
         name=root.name, root=str(root), sample_rate_hz=rate, channels=channels,
         units=dict(spec.units), labels=names, background_label=spec.background_label,
         sessions=sessions, options={k: v for k, v in overrides.items() if v is not None},
     )
+
+
+def check_one_rate(recordings: list[Recording], rate: float, spec: RecordingSpec, source: str) -> None:
+    """Refuse a session whose time column gives another rate than the dataset's (`source` says
+    where that came from): windows of the same length at two rates are different gestures."""
+    for rec in recordings:
+        if rec.time is None or len(rec.time) < 2:
+            continue
+        own = rate_from_time([rec.time], spec, rec.path)
+        if rate_is_off(own, rate):
+            raise UserError(f"{rec.path}: {own:g} Hz by its time column '{spec.time_column}', but "
+                            f"the dataset is at {rate:g} Hz ({source}); expected one sample rate: "
+                            "resample the session, or keep it in a dataset of its own")
 
 
 def session_file(dataset: Dataset, session: Session) -> Path | None:

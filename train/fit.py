@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from gesturekit.options import AT_LEAST_ONE, NON_NEGATIVE, POSITIVE, in_range
 from gesturekit.train.augment import AugmentConfig, augment
 from gesturekit.train.metrics import macro_f1
 
@@ -24,11 +25,12 @@ class Arrays:
 
 @dataclass
 class PhaseBudget:
-    epochs: int  # at most
-    min_epochs: int  # no early stop before this many
-    patience: int  # epochs without a better validation macro-F1 before stopping
-    batch_size: int
-    learning_rate: float
+    epochs: int = field(metadata=in_range(AT_LEAST_ONE))  # at most
+    min_epochs: int = field(metadata=in_range(NON_NEGATIVE))  # no early stop before this many
+    # epochs without a better validation macro-F1 before stopping
+    patience: int = field(metadata=in_range(AT_LEAST_ONE))
+    batch_size: int = field(metadata=in_range(AT_LEAST_ONE))
+    learning_rate: float = field(metadata=in_range(POSITIVE))
 
 
 def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from gesturekit.options import AT_LEAST_ONE, Range, in_range
+
 
 @dataclass
 class ModelConfig:
-    conv_filters: list[int] = field(default_factory=lambda: [16, 32, 32])
-    kernel_size: int = 5
-    pool_after: list[int] = field(default_factory=lambda: [2, 3])  # conv blocks followed by pool 2
-    lstm_units: int = 32
-    dropout: float = 0.2
+    conv_filters: list[int] = field(default_factory=lambda: [16, 32, 32],
+                                    metadata=in_range(AT_LEAST_ONE))
+    kernel_size: int = field(default=5, metadata=in_range(AT_LEAST_ONE))
+    # conv blocks followed by pool 2
+    pool_after: list[int] = field(default_factory=lambda: [2, 3], metadata=in_range(AT_LEAST_ONE))
+    lstm_units: int = field(default=32, metadata=in_range(AT_LEAST_ONE))
+    dropout: float = field(default=0.2, metadata=in_range(Range(0, 1, high_open=True)))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -85,7 +85,8 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
                    model: str | os.PathLike | None = None, rate_hz: float | None = None,
                    backend: str | None = None, int8: bool = False,
                    postprocess: dict | None = None) -> PlotData:
-    """Draw `recording` (with `model`'s predictions) into the PNG `out`; returns its numbers."""
+    """Draw `recording` (with `model`'s predictions) into the image `out`; returns its numbers."""
+    check_image_name(out)
     path = Path(recording)
     session = load_session(path, rate_hz)
     labels = session_labels(path, len(session.data))
@@ -109,6 +110,16 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
         result.window_confidence = [round(float(p), 4) for p in probs[np.arange(len(top)), top]]
     draw(result, session, out)
     return result
+
+
+def check_image_name(out: str | os.PathLike) -> None:
+    """`out` ends in a format matplotlib writes; checked before any work is done."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if Path(out).suffix[1:].lower() not in formats:
+        raise UserError(f"--out {out}: expected an image file name ending in .png or another "
+                        f"format matplotlib writes ({', '.join(sorted(formats))})")
 
 
 def _colours(names: list[str]) -> dict[str, tuple]:

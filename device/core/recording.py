@@ -25,6 +25,7 @@ DEFAULT_LABEL_COLUMN = "label"
 DATASET_TOML = "dataset.toml"
 MAX_LINE_BYTES = 4096  # a recording line is a few hundred bytes; longer is not a recording
 MAX_SPEC_BYTES = 1 << 16  # a dataset.toml is a dozen lines
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # samples are float32: larger is inf, not data
 
 
 # The UCI HAPT raw layout (`RawData/acc_expNN_userNN.txt` + `gyro_...`): 50 Hz, acc in g, gyro
@@ -207,6 +208,9 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
     lines = [line + "\n" for line in lines[:-1]]  # the last piece is unterminated: dropped
     if not lines:
         raise UserError(f"{path}: empty file; expected a header row of column names")
+    if len(lines) == 1:
+        raise UserError(f"{path}: a header row and no samples (a recording stopped before its "
+                        "first sample?); expected sample lines after it: remove the file or record again")
     for n, line in enumerate(lines):
         if len(line) > MAX_LINE_BYTES:
             raise UserError(f"{path}:{n + 1}: line longer than {MAX_LINE_BYTES} characters; "
@@ -240,7 +244,12 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
         row = _next_row(rows, path, n + 2)
         if len(row) != len(header):
             raise UserError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
-        data[n] = [_number(row[i], where, header[i]) for i in chan_idx]
+        values = [_number(row[i], where, header[i]) for i in chan_idx]
+        for i, value in zip(chan_idx, values, strict=True):
+            if abs(value) > FLOAT32_MAX:
+                raise UserError(f"{where}: column '{header[i]}': {row[i].strip()} is beyond "
+                                f"float32's range (±{FLOAT32_MAX:.4g}); expected a sensor reading")
+        data[n] = values
         if times is not None:
             times[n] = _number(row[time_idx], where, header[time_idx])
         labels.append(row[label_idx].strip())
