@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import importlib.util
 import json
 import os
 import select
@@ -61,6 +62,9 @@ class WebServer:
 
     def __init__(self, address: str, hello: dict, log=sys.stderr):
         host, port = parse_address(address)
+        if importlib.util.find_spec("aiohttp") is None:
+            raise UserError(f"--web {address}: the live page needs aiohttp "
+                            "(`pip install 'gesturekit[web]'`)")
         self.log = log
         self.dropped = 0  # batches a full pipe refused
         self._pending = b""
