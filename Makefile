@@ -21,7 +21,7 @@ APT_COMMANDS := tmux arm-none-eabi-g++ qemu-system-arm chromium chromedriver
 $(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[train,device]'
+	$(BIN)/pip install --quiet -e '.[train,device,web]'
 	touch $@
 
 $(VENV)/.installed: pyproject.toml
@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 # that announces the gestures (walk is a state, never announced), post-processing calibrated
 # per gesture on the run's validation subject, then the simulated board plays a test
 # subject's session (4x speed) into a real pseudo-terminal and `gesturekit run` prints the
-# gesture events live.
+# gesture events live, and shows them on a page (the URL is printed: http://127.0.0.1:8765/).
 demo: $(VENV)/.demo-installed
 	$(BIN)/gesturekit data synth --out $(DEMO)/data --force
 	$(BIN)/gesturekit train $(DEMO)/data --out $(DEMO)/run --force --seed 0 --strategy three-phase \
@@ -45,7 +45,7 @@ demo: $(VENV)/.demo-installed
 	@$(BIN)/gesturekit simulate $(DEMO)/data/s02_session1.csv --pty --speed 4 > $(DEMO)/pty.txt & sim=$$!; \
 	for i in $$(seq 100); do [ -s $(DEMO)/pty.txt ] && break; sleep 0.1; done; \
 	$(BIN)/gesturekit run --port "$$(head -n 1 $(DEMO)/pty.txt)" --model $(DEMO)/bundle \
-	    --rate 50 --duration 90; status=$$?; kill $$sim 2>/dev/null; exit $$status
+	    --rate 50 --duration 90 --web; status=$$?; kill $$sim 2>/dev/null; exit $$status
 
 # The same bundle on an emulated board, no hardware: the firmware is built for a Cortex-M4
 # (TFLM, CMSIS-NN), QEMU runs it with its serial port on a pseudo-terminal, the simulator

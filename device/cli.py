@@ -55,6 +55,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                                      "also after it comes back")
     run.add_argument("--windows", action="store_true",
                      help="also print every window's top label and probabilities")
+    _add_web_option(run, "the signal, class probabilities, state, events and health")
     post = run.add_argument_group("post-processing (defaults from the bundle)")
     post.add_argument("--smoothing", type=positive_int,
                       help="average over the last K windows (default: the bundle's)")
@@ -128,6 +129,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     rec.add_argument("--rate", type=positive_float, help="sample rate in Hz (default: measured)")
     rec.add_argument("--baud", type=positive_int, default=115200,
                      help="serial baud rate (ignored by USB CDC)")
+    _add_web_option(rec, "the signal, a button per label, samples per label, a guided mode")
     rec.set_defaults(func=cmd_record)
 
     emu = commands.add_parser(
@@ -154,6 +156,22 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="classifier: also print every window's probabilities and int8 outputs")
     emu.add_argument("--duration", type=nonnegative_float, help="stop after this many seconds")
     emu.set_defaults(func=cmd_emulate)
+
+
+def _add_web_option(command: argparse.ArgumentParser, shows: str) -> None:
+    # "" (the flag alone) is device.live.web's default address; `gesturekit -h` imports no numpy.
+    command.add_argument("--web", nargs="?", const="", metavar="[HOST:]PORT",
+                         help=f"a live page in the browser ({shows}); alone: 127.0.0.1:8765, "
+                              "localhost only unless you name another host; the URL is printed")
+
+
+def _start_web(address: str, hello: dict):
+    """The page's server, started; its URL on stderr (stdout may be --json lines)."""
+    from gesturekit.device.live.web import WebServer
+
+    server = WebServer(address, hello)
+    print(f"live page: {server.url}", file=sys.stderr, flush=True)
+    return server
 
 
 def _on_signals(handler) -> None:
@@ -206,6 +224,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             output = LiveView(bundle, postprocess, port, trace=args.trace)
     if output is None:
         output = Printer(args.json)
+    if args.web is not None:
+        from gesturekit.device.live.web import WebOutput, run_hello
+
+        output = WebOutput(output, _start_web(args.web, run_hello(bundle, postprocess, port)))
     runner = Runner(bundle, classifier, postprocess, options, output)
     _on_signals(runner.stop)
     # What is loaded by now lives as long as the process; frozen, the cyclic garbage collector
@@ -304,8 +326,19 @@ def cmd_record(args: argparse.Namespace) -> int:
     opts = RecordOptions(port=args.port, out=Path(args.out), label=args.label, labels=args.labels,
                          session=session, seconds=args.seconds, samples=args.samples,
                          channels=args.channels, rate_hz=args.rate, baudrate=args.baud)
+    server = None
+    if args.web is not None:  # before the terminal goes to single keys: it may fail
+        server = _start_web(args.web, {
+            "mode": "record", "title": f"{opts.out / session}.csv · {args.port}",
+            "record_labels": [args.label, *args.labels], "rate_hz": args.rate})
     keys = KeyReader(sys.stdin)
-    recorder = Recorder(opts, keys)
+    on_samples = None
+    if server is not None:
+        from gesturekit.device.live.web import RecordLink
+
+        keys = RecordLink(keys, server)
+        on_samples = keys.samples
+    recorder = Recorder(opts, keys, on_samples=on_samples)
     _on_signals(recorder.stop)
     if args.labels:
         choices = ", ".join(f"{i + 1}={name}" for i, name in enumerate(args.labels))

@@ -135,3 +135,23 @@ def test_unknown_postprocess_key_fails_at_load_bundle(tmp_path):
     write_model_json(bundle)
     with pytest.raises(UserError, match=r"model.json: unknown postprocess keys \['smoothin'\]"):
         load_bundle(tmp_path)
+
+
+def test_per_class_smoothed_is_what_the_detector_compares():
+    """A calibrated bundle smooths each event class over its own windows: the vector the views
+    show holds, for each class, the average the detector checks against its threshold."""
+    from gesturekit.device.core.postprocess import class_smoothing, per_class_smoothed
+
+    cfg = PostprocessConfig(smoothing=4, threshold=0.5, min_consecutive=1, refractory_s=0.0,
+                            per_class={"jump": {"smoothing": 1}})
+    ks = class_smoothing(cfg, LABELS, "idle")
+    assert ks == [4, 1, 4]
+    recent = [probs(0), probs(0), probs(0), probs(1)]
+    shown = per_class_smoothed(recent, ks)
+    d = EventDetector(cfg, LABELS, background_index=0)
+    events = [d.update(p, i + 1.0, i + 1) for i, p in enumerate(recent)]
+    # jump fires on its own newest window at 0.9; the global mean of 4 (0.275) would never
+    # reach the threshold, which is what the terminal view used to show.
+    assert events[-1].label == "jump" and shown[1] == pytest.approx(events[-1].confidence)
+    assert shown[0] == pytest.approx(np.mean(recent, axis=0)[0])
+    assert np.mean(recent, axis=0)[1] < 0.5

@@ -75,6 +75,25 @@ def smoothed(recent: list[np.ndarray]) -> np.ndarray:
     return np.mean(recent, axis=0) if len(recent) > 1 else recent[-1]
 
 
+def class_smoothing(cfg: PostprocessConfig, labels: list[str], background: str | None) -> list[int]:
+    """Windows averaged for each class: an event class's own `smoothing` (calibrated per
+    class), every other class (states, the background) the default."""
+    events = set(announced_classes(labels, background, cfg.event_classes))
+    return [cfg.settings(label)["smoothing"] if label in events else cfg.smoothing
+            for label in labels]
+
+
+def per_class_smoothed(recent: list[np.ndarray], smoothing: list[int]) -> np.ndarray:
+    """Each class's probability as the detector compares it with its threshold: class c
+    averaged over its newest `smoothing[c]` windows of `recent` (oldest first, not empty).
+    The views show this vector; one global average is wrong for a calibrated bundle."""
+    out = np.empty(len(smoothing), np.float32)
+    for k in set(smoothing):
+        classes = [c for c, kc in enumerate(smoothing) if kc == k]
+        out[classes] = smoothed(recent[-k:])[classes]
+    return out
+
+
 class EventDetector:
     """Feed window probabilities in stream order; `update` returns an Event or None."""
 

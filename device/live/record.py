@@ -15,6 +15,7 @@ import sys
 import termios
 import time
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +76,10 @@ class KeyReader:
 
 
 class Recorder:
-    def __init__(self, opts: RecordOptions, keys: KeyReader, log=sys.stderr):
-        self.opts, self.keys, self.log = opts, keys, log
+    def __init__(self, opts: RecordOptions, keys: KeyReader, log=sys.stderr,
+                 on_samples: Callable[[np.ndarray, str, list[str]], None] | None = None):
+        """`on_samples(rows, label, channels)`: told what is appended (the live page)."""
+        self.opts, self.keys, self.log, self.on_samples = opts, keys, log, on_samples
         self.label = opts.label
         self.parser = LineParser(len(opts.channels) if opts.channels else None)
         self.rate_hz = opts.rate_hz
@@ -132,6 +135,8 @@ class Recorder:
                     times += (stamps[: len(rows)] - first_sample).tolist()
                     self.samples += len(rows)
                     self.label_counts[self.label] = self.label_counts.get(self.label, 0) + len(rows)
+                    if self.on_samples is not None:
+                        self.on_samples(rows, self.label, self._channels())
                 elif first_sample is None and now - start > opts.first_line_timeout_s:
                     raise UserError(f"port {opts.port}: no valid sample line within "
                                     f"{opts.first_line_timeout_s:g} s; check the baud rate (--baud)")

@@ -31,7 +31,7 @@ from rich.text import Text
 
 from gesturekit.device.core.bundle import Bundle
 from gesturekit.device.core.model_info import announced_classes, rate_is_off
-from gesturekit.device.core.postprocess import PostprocessConfig
+from gesturekit.device.core.postprocess import PostprocessConfig, class_smoothing, per_class_smoothed
 from gesturekit.errors import UserError
 
 REFRESH_HZ = 10.0
@@ -128,7 +128,8 @@ class LiveView:
         self._trace_next = self._trace_filled = 0
         self._arrivals: deque[tuple[float, int]] = deque()  # (time, samples so far)
         self._samples = 0
-        self._recent: deque[np.ndarray] = deque(maxlen=postprocess.smoothing)
+        self._smoothing = class_smoothing(postprocess, bundle.labels, bundle.background_label)
+        self._recent: deque[np.ndarray] = deque(maxlen=max(self._smoothing))
         self._events: deque[tuple[str, str, str, str]] = deque(maxlen=EVENTS_KEPT)  # newest first
         self._warnings: list[str] = []
         self._health: dict = {}
@@ -229,12 +230,15 @@ class LiveView:
         layout["header"].update(Text(
             f" gesturekit run · {self.bundle.root.name} · {self.port} · {elapsed:6.1f} s"
             "   (Ctrl-C to stop)", style="bold reverse", overflow="ellipsis", no_wrap=True))
-        cfg = self.postprocess
+        ks = set(self._smoothing)
+        smoothing_note = (f"mean of last {ks.pop()}" if len(ks) == 1
+                          else "each class smoothed as the detector does")
         recent = snap["recent"]
-        state = self.bundle.labels[int(np.argmax(np.mean(recent, axis=0)))] if recent else "--"
+        shown = per_class_smoothed(recent, self._smoothing) if recent else None
+        state = self.bundle.labels[int(np.argmax(shown))] if recent else "--"
         layout["probs"].update(Panel(
-            _Sized(lambda w, h: self._draw_probs(recent, w)),
-            title=f"now: {state} · class probabilities (mean of last {cfg.smoothing}, "
+            _Sized(lambda w, h: self._draw_probs(shown, w)),
+            title=f"now: {state} · class probabilities ({smoothing_note}, "
                   "┃ event threshold; dim: states, never announced)",
             title_align="left"))
         layout["trace"].update(Panel(_Sized(lambda w, h: self._draw_trace(snap["trace"], w, h)),
@@ -246,9 +250,11 @@ class LiveView:
                                       title_align="left"))
         return layout
 
-    def _draw_probs(self, recent: list[np.ndarray], width: int) -> Text:
+    def _draw_probs(self, shown: np.ndarray | None, width: int) -> Text:
+        """`shown`: each class's probability as the detector smooths it (None: no window yet)."""
         labels = self.bundle.labels
-        smoothed = np.mean(recent, axis=0) if recent else np.zeros(len(labels))
+        recent = shown is not None
+        smoothed = shown if recent else np.zeros(len(labels))
         name_w = min(max(len(label) for label in labels), max(4, width // 3))
         bar_w = max(4, width - name_w - 6)  # "name " + bar + " 0.00"
         top = int(np.argmax(smoothed)) if recent else -1
