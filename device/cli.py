@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from gesturekit.cli import epilog
+from gesturekit.cli import epilog, postprocess_options, postprocess_overrides
 from gesturekit.errors import UserError
 from gesturekit.options import (
     nonnegative_float,
@@ -22,8 +22,16 @@ from gesturekit.options import (
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
+    _add_run_command(commands)
+    _add_simulate_command(commands)
+    _add_record_command(commands)
+    _add_emulate_command(commands)
+
+
+def _add_run_command(commands: argparse._SubParsersAction) -> None:
     run = commands.add_parser(
         "run", help="classify a live serial stream and print gesture events",
+        parents=[postprocess_options()],
         epilog=epilog("gesturekit run --port /dev/ttyACM0 --model bundle",
                       "gesturekit run --match 2e8a:000a --model bundle --int8 --json --duration 60",
                       done=" (--duration ended, or Ctrl-C)",
@@ -56,15 +64,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--windows", action="store_true",
                      help="also print every window's top label and probabilities")
     _add_web_option(run, "the signal, class probabilities, state, events and health")
-    post = run.add_argument_group("post-processing (defaults from the bundle)")
-    post.add_argument("--smoothing", type=positive_int,
-                      help="average over the last K windows (default: the bundle's)")
-    post.add_argument("--threshold", type=probability,
-                      help="smoothed confidence to announce (default: the bundle's)")
-    post.add_argument("--min-consecutive", type=positive_int,
-                      help="windows in a row that must agree (default: the bundle's)")
-    post.add_argument("--refractory", type=nonnegative_float,
-                      help="seconds of silence after an event (default: the bundle's)")
     waits = run.add_argument_group("deadlines")
     waits.add_argument("--first-line-timeout", type=positive_float, default=5.0,
                        help="seconds to wait for a valid line after connecting (default 5)")
@@ -75,6 +74,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="a silence this long restarts the windows (default 1 s)")
     run.set_defaults(func=cmd_run)
 
+
+def _add_simulate_command(commands: argparse._SubParsersAction) -> None:
     sim = commands.add_parser(
         "simulate", help="play a recording into a pseudo-terminal like a board",
         epilog=epilog("gesturekit simulate demo/data/s02_session1.csv --pty --speed 4",
@@ -107,6 +108,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="seconds to wait for a program to open the pty (default 60)")
     sim.set_defaults(func=cmd_simulate)
 
+
+def _add_record_command(commands: argparse._SubParsersAction) -> None:
     rec = commands.add_parser(
         "record", help="record a labelled session from a board",
         epilog=epilog("gesturekit record --port /dev/ttyACM0 --label idle --labels walk,jump "
@@ -132,6 +135,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_web_option(rec, "the signal, a button per label, samples per label, a guided mode")
     rec.set_defaults(func=cmd_record)
 
+
+def _add_emulate_command(commands: argparse._SubParsersAction) -> None:
     emu = commands.add_parser(
         "emulate", help="build the firmware for a Cortex-M4 and run it on an emulated board "
                         "(QEMU); its serial port is a pty",
@@ -201,9 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.model)
     backend, kind = choose_backend(bundle, args.backend, args.int8)
     classifier = Classifier(bundle, backend, kind, threads=args.threads)
-    postprocess = PostprocessConfig.for_bundle(bundle, {
-        "smoothing": args.smoothing, "threshold": args.threshold,
-        "min_consecutive": args.min_consecutive, "refractory_s": args.refractory})
+    postprocess = PostprocessConfig.for_bundle(bundle, postprocess_overrides(args))
     options = RunOptions(port=port, baudrate=args.baud, duration_s=args.duration,
                          first_line_timeout_s=args.first_line_timeout,
                          reconnect_timeout_s=args.reconnect_timeout, gap_s=args.gap,

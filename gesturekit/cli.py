@@ -65,6 +65,29 @@ def epilog(*examples: str, done: str = "", bad: str = "", other: str = "") -> st
                       "traceback; gesturekit --debug shows one for every error)"])
 
 
+def postprocess_options() -> argparse.ArgumentParser:
+    """The post-processing overrides that `run` and `plot` share (argparse `parents=`)."""
+    from gesturekit.options import nonnegative_float, positive_int, probability
+
+    options = argparse.ArgumentParser(add_help=False)
+    post = options.add_argument_group("post-processing (defaults from the bundle)")
+    post.add_argument("--smoothing", type=positive_int,
+                      help="average over the last K windows (default: the bundle's)")
+    post.add_argument("--threshold", type=probability,
+                      help="smoothed confidence to announce (default: the bundle's)")
+    post.add_argument("--min-consecutive", type=positive_int,
+                      help="windows in a row that must agree (default: the bundle's)")
+    post.add_argument("--refractory", type=nonnegative_float,
+                      help="seconds of silence after an event (default: the bundle's)")
+    return options
+
+
+def postprocess_overrides(args: argparse.Namespace) -> dict:
+    """The options of `postprocess_options` as `PostprocessConfig.for_bundle` takes them."""
+    return {"smoothing": args.smoothing, "threshold": args.threshold,
+            "min_consecutive": args.min_consecutive, "refractory_s": args.refractory}
+
+
 def build_parser() -> argparse.ArgumentParser:
     from gesturekit.device import cli as device_cli
     from gesturekit.export import cli as export_cli

@@ -6,14 +6,13 @@ import argparse
 import json
 from functools import partial
 
-from gesturekit.cli import epilog
+from gesturekit.cli import epilog, postprocess_options, postprocess_overrides
 from gesturekit.options import (
     nonnegative_float,
     nonnegative_int,
     open_unit,
     positive_float,
     positive_int,
-    probability,
     share,
 )
 
@@ -117,12 +116,33 @@ def _subjects(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
+def training_data_options() -> argparse.ArgumentParser:
+    """The settings file, budget, split, window and dataset options that `train` and `compare`
+    share (argparse `parents=`); `compare` gives them to every variant."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", help="JSON or TOML file of training settings (default: none)")
+    options.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
+    options.add_argument("--test-subjects", type=_subjects,
+                         help="comma-separated, e.g. 2,4,9 (default: a seeded 20%% of the subjects)")
+    options.add_argument("--val-subjects", type=_subjects,
+                         help="comma-separated, from the rest (default: a seeded 20%% of them)")
+    options.add_argument("--window", help="window length, samples (128) or seconds (2.5s); default: "
+                                          "the median segment of the dataset's rarest class")
+    options.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
+    options.add_argument("--train-hop", help="hop for cutting training windows only (default: --hop)")
+    options.add_argument("--purity", type=share,
+                         help="share of a window its label must cover (default 0.6)")
+    options.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
+    add_dataset_options(options)
+    return options
+
+
 def add_train_commands(commands: argparse._SubParsersAction) -> None:
     from gesturekit.train.config import DISTRIBUTE, STRATEGIES
     from gesturekit.train.imbalance import LOSSES, WEIGHT_MODES
 
     train = commands.add_parser(
-        "train", help="train a CNN-LSTM and write a run folder",
+        "train", help="train a CNN-LSTM and write a run folder", parents=[training_data_options()],
         description="Flags override the --config file, which overrides the defaults "
                     "(or the --quick budget).",
         epilog=epilog("gesturekit train ../shared/data/hapt --out runs/hapt --test-subjects 2,4,9",
@@ -132,10 +152,8 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     train.add_argument("--out", required=True, help="run folder to create")
     train.add_argument("--force", action="store_true", help="replace a non-empty --out")
-    train.add_argument("--config", help="JSON or TOML file of training settings (default: none)")
     train.add_argument("--seed", type=nonnegative_int,
                        help="seed of splits, weights and shuffling (default 0)")
-    train.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
     train.add_argument("--strategy", choices=(*STRATEGIES, "auto"),
                        help="direct (default: the whole CNN-LSTM with class weights, best on HAPT) "
                             "or three-phase (sandbox, CNN head, frozen-CNN LSTM); auto: the one "
@@ -155,24 +173,11 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--mixup", type=nonnegative_float, metavar="ALPHA",
                        help="mixup strength: each training window blended with another, "
                             "lambda ~ Beta(ALPHA, ALPHA); 0 turns it off (default 0.4)")
-    train.add_argument("--test-subjects", type=_subjects,
-                       help="comma-separated, e.g. 2,4,9 (default: a seeded 20%% of the subjects)")
-    train.add_argument("--val-subjects", type=_subjects,
-                       help="comma-separated, from the rest (default: a seeded 20%% of them)")
-    train.add_argument("--window", help="window length, samples (128) or seconds (2.5s); default: "
-                                        "the median segment of the dataset's rarest class")
-    train.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
-    train.add_argument("--train-hop",
-                       help="hop for cutting training windows only (default: --hop)")
-    train.add_argument("--purity", type=share,
-                       help="share of a window its label must cover (default 0.6)")
     train.add_argument("--folds", type=nonnegative_int,
                        help="K > 1: leave-subjects-out cross-validation over the non-test subjects "
                             "(each fold reported), then the model trained on all of them for the "
                             "epochs the folds chose; K+1 trainings, for small datasets (default off)")
-    train.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
     train.add_argument("--distribute", choices=DISTRIBUTE, help="tf.distribute strategy (default: none)")
-    add_dataset_options(train)
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
@@ -231,6 +236,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare = commands.add_parser(
         "compare", help="train strategies or configs over seeds (and folds); say which one the data supports",
+        parents=[training_data_options()],
         description="Every variant x seed [x fold] is one `train` run. Settings: the defaults (or "
                     "--quick), then --config, then the flags below, then each variant's own.",
         epilog=epilog("gesturekit compare mydata --out cmp --seeds 5 --apply best.json",
@@ -254,16 +260,6 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("--cluster", metavar="ADDRESS",
                          help="run each run as a task on a Ray cluster: ray://HOST:10001, "
                               "HOST:6379 or auto (needs gesturekit[cluster])")
-    compare.add_argument("--config", help="JSON or TOML file of settings shared by every variant")
-    compare.add_argument("--quick", action="store_true", help="a small budget for tests and demos")
-    compare.add_argument("--test-subjects", type=_subjects, help="comma-separated, e.g. 2,4,9")
-    compare.add_argument("--val-subjects", type=_subjects, help="comma-separated, from the rest")
-    compare.add_argument("--window", help="window length, samples or seconds (default: as train)")
-    compare.add_argument("--hop", help="samples or seconds between windows (default: half the window)")
-    compare.add_argument("--train-hop", help="hop for training windows (default: --hop)")
-    compare.add_argument("--purity", type=share, help="share of a window its label must cover (0.6)")
-    compare.add_argument("--skip-sandbox", action="store_true", help="do not run the phase-1 gate")
-    add_dataset_options(compare)
     compare.set_defaults(func=cmd_compare)
 
 
@@ -304,6 +300,7 @@ def add_plot_command(commands: argparse._SubParsersAction) -> None:
 
     plot = commands.add_parser(
         "plot", help="draw a session with its labels (and a bundle's predictions and events)",
+        parents=[postprocess_options()],
         epilog=epilog("gesturekit plot mydata/s01_session1.csv --out s01.png",
                       "gesturekit plot ../shared/data/hapt/RawData/acc_exp02_user01.txt "
                       "--model bundle --out exp02.pdf"))
@@ -318,14 +315,6 @@ def add_plot_command(commands: argparse._SubParsersAction) -> None:
     plot.add_argument("--backend", choices=BACKENDS,
                       help="interpreter (default: the first installed, in this order)")
     plot.add_argument("--int8", action="store_true", help="predict with the full-int8 model")
-    plot.add_argument("--threshold", type=probability,
-                      help="smoothed confidence to announce, as for `run` (default: the bundle's)")
-    plot.add_argument("--smoothing", type=positive_int,
-                      help="average over the last K windows (default: the bundle's)")
-    plot.add_argument("--min-consecutive", type=positive_int,
-                      help="windows in a row that must agree (default: the bundle's)")
-    plot.add_argument("--refractory", type=nonnegative_float,
-                      help="seconds of silence after an event (default: the bundle's)")
     plot.add_argument("--json", action="store_true", help="print the numbers behind the picture")
     plot.set_defaults(func=cmd_plot)
 
@@ -334,10 +323,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from gesturekit.train.plots import plot_recording
 
     result = plot_recording(args.recording, args.out, args.model, rate_hz=args.rate,
-                            backend=args.backend, int8=args.int8, postprocess={
-                                "smoothing": args.smoothing, "threshold": args.threshold,
-                                "min_consecutive": args.min_consecutive,
-                                "refractory_s": args.refractory})
+                            backend=args.backend, int8=args.int8,
+                            postprocess=postprocess_overrides(args))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
