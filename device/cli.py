@@ -192,17 +192,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gesturekit.device.core.backends import Classifier, choose_backend
     from gesturekit.device.core.bundle import load_bundle
     from gesturekit.device.core.postprocess import PostprocessConfig
-    from gesturekit.device.live.ports import find_port
-    from gesturekit.device.live.runner import Printer, Runner, RunOptions
+    from gesturekit.device.live.runner import Runner, RunOptions
 
-    port = args.port
-    if port is None:
-        if not args.match:
-            raise UserError("give --port PORT (or --match VID:PID to find the board)")
-        port = find_port(args.match)
-        if port is None:
-            raise UserError(f"--match {args.match}: no serial port matches; is the board "
-                            "plugged in? (list ports with `python -m serial.tools.list_ports`)")
+    port = _run_port(args)
     bundle = load_bundle(args.model)
     backend, kind = choose_backend(bundle, args.backend, args.int8)
     classifier = Classifier(bundle, backend, kind, threads=args.threads)
@@ -211,6 +203,47 @@ def cmd_run(args: argparse.Namespace) -> int:
                          first_line_timeout_s=args.first_line_timeout,
                          reconnect_timeout_s=args.reconnect_timeout, gap_s=args.gap,
                          match=args.match, print_windows=args.windows, rate_hz=args.rate)
+    output = _run_output(args, bundle, postprocess, port)
+    runner = Runner(bundle, classifier, postprocess, options, output)
+    _on_signals(runner.stop)
+    # What is loaded by now lives as long as the process; frozen, the cyclic garbage collector
+    # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).
+    gc.freeze()
+    try:
+        summary = runner.run()
+    finally:
+        output.close()  # the terminal comes back even when the run fails
+    # The summary is printed either way; the exit code says whether the run did its job. With
+    # --reconnect-timeout 0 the stream's end is the run's chosen end (a recording played in).
+    if summary["ended"] == "disconnected" and args.reconnect_timeout > 0:
+        raise UserError(f"port {port}: gone for longer than --reconnect-timeout "
+                        f"{args.reconnect_timeout:g} s; is the board still plugged in?")
+    if not summary["samples"] and summary["ended"] == "duration" and args.duration != 0:
+        raise UserError(f"port {port}: no sample line within --duration {args.duration:g} s; check "
+                        "the baud rate (--baud) and that the board streams samples")
+    return 0
+
+
+def _run_port(args: argparse.Namespace) -> str:
+    """--port, or the port of the board that --match finds."""
+    from gesturekit.device.live.ports import find_port
+
+    if args.port is not None:
+        return args.port
+    if not args.match:
+        raise UserError("give --port PORT (or --match VID:PID to find the board)")
+    port = find_port(args.match)
+    if port is None:
+        raise UserError(f"--match {args.match}: no serial port matches; is the board "
+                        "plugged in? (list ports with `python -m serial.tools.list_ports`)")
+    return port
+
+
+def _run_output(args: argparse.Namespace, bundle, postprocess, port: str):
+    """Where `run` shows what it decides: the live view on a terminal (unless --json, --no-view
+    or --windows), else lines; a page in the browser as well with --web."""
+    from gesturekit.device.live.runner import Printer
+
     output = None
     if args.view or not (args.json or args.no_view or args.windows or not sys.stdout.isatty()):
         try:
@@ -231,24 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from gesturekit.device.live.web import WebOutput, run_hello
 
         output = WebOutput(output, _start_web(args.web, run_hello(bundle, postprocess, port)))
-    runner = Runner(bundle, classifier, postprocess, options, output)
-    _on_signals(runner.stop)
-    # What is loaded by now lives as long as the process; frozen, the cyclic garbage collector
-    # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).
-    gc.freeze()
-    try:
-        summary = runner.run()
-    finally:
-        output.close()  # the terminal comes back even when the run fails
-    # The summary is printed either way; the exit code says whether the run did its job. With
-    # --reconnect-timeout 0 the stream's end is the run's chosen end (a recording played in).
-    if summary["ended"] == "disconnected" and args.reconnect_timeout > 0:
-        raise UserError(f"port {port}: gone for longer than --reconnect-timeout "
-                        f"{args.reconnect_timeout:g} s; is the board still plugged in?")
-    if not summary["samples"] and summary["ended"] == "duration" and args.duration != 0:
-        raise UserError(f"port {port}: no sample line within --duration {args.duration:g} s; check "
-                        "the baud rate (--baud) and that the board streams samples")
-    return 0
+    return output
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
