@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tty
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +51,8 @@ class Row:
     culprit: str  # the one error line names it
     code: int = 2
     needs: str = ""  # "run" or "bundle": a trained one (the row then runs in `make test`)
-    board: bytes | None = None  # {port}: a pty that sends these bytes, then stays silent
+    board: bytes | None = None  # {port}: a pty that sends these bytes every 0.1 s for 3 s
+    hangup: bool = False  # and then hangs up (a board killed, a cable pulled), else stays silent
 
     @property
     def id(self) -> str:
@@ -126,7 +128,7 @@ ROWS = [
     Row("evaluate", UNREADABLE, "{cut_run} {good}", "config.json: not readable JSON"),
     Row("evaluate", CHANNELS, "{run} {three_channel_ds}", "no channel(s) gx, gy, gz", needs="run"),
     Row("evaluate", RATES, "{run} {fast_ds}", "100 Hz", needs="run"),
-    Row("evaluate", SUBJECTS, "{run} {good} --subjects 99", "99", needs="run"),
+    Row("evaluate", SUBJECTS, "{run} {good} --subjects 2,99", "--subjects: 99 not in", needs="run"),
     # --- compare
     Row("compare", EMPTY, "{empty_dir} --out {out}", "no .csv session files"),
     Row("compare", HEADER, "{header_ds} --out {out}", "s01_a.csv: a header row and no samples"),
@@ -162,8 +164,8 @@ ROWS = [
     Row("plot", MISSING, "{good_csv} --out {out}.png --model {missing}", "no_such_thing: not a model "
                                                                          "bundle"),
     Row("plot", UNREADABLE, "{binary_csv} --out {out}.png", "binary.csv: byte"),
-    Row("plot", CHANNELS, "{three_channel_csv} --out {out}.png --model {bundle}", "no channel(s) gx, gy, gz",
-        needs="bundle"),
+    Row("plot", CHANNELS, "{three_channel_csv} --out {out}.png --model {bundle}", "three_channel.csv:1: "
+        "no channel column 'gx'", needs="bundle"),
     Row("plot", RATES, "{fast_csv} --out {out}.png --model {bundle}", "100 Hz, but the model",
         needs="bundle"),
     # --- export
@@ -196,11 +198,11 @@ ROWS = [
     Row("run", EMPTY, "--port {port} --model {bundle} --duration 1.5", "no sample line within --duration",
         needs="bundle", board=b""),
     Row("run", HEADER, "--port {port} --model {bundle} --first-line-timeout 1.5", "no valid sample line "
-        "within 1.5 s", needs="bundle", board=b"ax,ay,az,gx,gy,gz\n" * 3),
+        "within 1.5 s", needs="bundle", board=b"ax,ay,az,gx,gy,gz\n"),
     Row("run", NONFINITE, "--port loop:// --model {empty_dir} --gap nan", "argument --gap: expected a "
                                                                           "number > 0, got 'nan'"),
     Row("run", NONFINITE, "--port {port} --model {bundle} --first-line-timeout 1.5", "nonfinite",
-        needs="bundle", board=b"ax,ay,az,gx,gy,gz\n" + b"nan,0,1,0,0,0\n" * 20),
+        needs="bundle", board=b"nan,0,1,0,0,0\n"),
     Row("run", TYPE, "--port loop:// --model {empty_dir} --threads two", "argument --threads: expected an "
                                                                          "integer >= 1"),
     Row("run", NONPOS, "--port loop:// --model {empty_dir} --gap 0", "argument --gap: expected a number > "
@@ -215,10 +217,9 @@ ROWS = [
     Row("run", UNREADABLE, "--port loop:// --model {bundle_cut_model}", "model_float.tflite",
         needs="bundle"),
     Row("run", CHANNELS, "--port {port} --model {bundle}", "sends 3 values per line",
-        needs="bundle", board=b"0.1,0.2,0.9\n" * 20),
-    Row("run", KILLED, "--port {port} --model {bundle} --reconnect-timeout 1", "gone for longer than "
-        "--reconnect-timeout 1 s", needs="bundle", board=b"ax,ay,az,gx,gy,gz\n" + b"0,0,1,0,0,0\n" * 50
-        + b"0.1,0.2"),
+        needs="bundle", board=b"0.1,0.2,0.9\n"),
+    Row("run", KILLED, "--port {port} --model {bundle} --reconnect-timeout 1 --rate 50", "gone for longer "
+        "than --reconnect-timeout 1 s", needs="bundle", board=b"0,0,1,0,0,0\n" * 5, hangup=True),
     # --- simulate
     Row("simulate", EMPTY, "{empty_csv} --pty", "empty.csv: empty file"),
     Row("simulate", HEADER, "{header_csv} --pty", "header.csv: a header row and no samples"),
@@ -438,19 +439,33 @@ def snapshot(*roots: Path) -> dict[str, str]:
 # --- running a row -----------------------------------------------------------------------------
 
 class Board:
-    """A real pty whose other side sends `data` once, then stays silent until closed."""
+    """A real pty whose other side sends `data` every 0.1 s for 3 s (what comes before the
+    reader opens the port is flushed), then hangs up or stays silent until closed."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, hangup: bool = False):
         self.master, slave = pty.openpty()
         tty.setraw(slave)
         self.path = os.ttyname(slave)
         os.close(slave)
-        self._writer = threading.Thread(target=os.write, args=(self.master, data), daemon=True)
-        self._writer.start()
+        self._data, self._hangup, self._stop = data, hangup, threading.Event()
+        self._thread = threading.Thread(target=self._play, daemon=True)
+        self._thread.start()
+
+    def _play(self) -> None:
+        end = time.monotonic() + 3.0
+        while self._data and time.monotonic() < end and not self._stop.wait(0.1):
+            try:
+                os.write(self.master, self._data)
+            except OSError:  # the reader hung up first
+                break
+        if self._hangup:
+            os.close(self.master)
 
     def close(self) -> None:
-        self._writer.join(timeout=5)
-        os.close(self.master)
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if not self._hangup:
+            os.close(self.master)
 
 
 def argv(row: Row, paths: dict[str, Path], out: Path) -> list[str]:
@@ -502,7 +517,7 @@ TRAINED = [r for r in ROWS if r.needs]
 def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(row, inputs, tmp_path, capfd, monkeypatch):
     out = tmp_path / "out"
     before = snapshot(inputs["good"].parent, tmp_path)
-    board = Board(row.board) if row.board is not None else None
+    board = Board(row.board, row.hangup) if row.board is not None else None
     args = argv(row, {**inputs, **({"port": board.path} if board else {})}, out)
     try:
         code, err = in_process(args, capfd, monkeypatch)
@@ -526,7 +541,7 @@ def test_a_bad_input_to_a_trained_model_is_one_line_exit_2(row, inputs, quick_ru
     model = cut / "model_float.tflite"
     model.write_bytes(model.read_bytes()[:len(model.read_bytes()) // 2])
     paths = {**inputs, "run": quick_run, "bundle": bundle, "bundle_cut_model": cut}
-    board = Board(row.board) if row.board is not None else None
+    board = Board(row.board, row.hangup) if row.board is not None else None
     if board:
         paths["port"] = board.path
     out = tmp_path / "out"
