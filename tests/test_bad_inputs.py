@@ -211,6 +211,8 @@ ROWS = [
                                                                            "expected an integer >= 1"),
     Row("run", RANGE, "--port loop:// --model {empty_dir} --threshold 1.5", "argument --threshold: "
                                                                             "expected a number in [0, 1]"),
+    Row("run", RANGE, "--port loop:// --model {bundle} --gap 0.05", "--gap 0.05: shorter than 5 samples at "
+        "the model's 50 Hz; expected at least 0.1 s", needs="bundle"),
     Row("run", MISSING, "--port loop:// --model {missing}", "no_such_thing: not a model bundle"),
     Row("run", MISSING, "--port /dev/no_such_port --model {bundle}", "/dev/no_such_port", needs="bundle"),
     Row("run", UNREADABLE, "--port loop:// --model {cut_bundle}", "model.json: not valid JSON"),
@@ -605,3 +607,22 @@ def test_the_table_covers_every_pair(capsys):
         print(f"{'':<11}" + " ".join(f"{k[:6]:>6}" for k in CLASSES))
         for c in COMMANDS:
             print(f"{c:<11}" + " ".join(f"{mark[(c, k)]:>6}" for k in CLASSES))
+
+
+@pytest.mark.trains
+def test_run_plot_and_calibrate_print_no_interpreter_log_line(inputs, quick_bundle, synth_dataset,
+                                                            tmp_path):
+    """The interpreter's "Created TensorFlow Lite XNNPACK delegate" line is not the user's
+    business: a good run, plot and calibration leave stderr empty (as a user runs them)."""
+    bundle = tmp_path / "bundle"
+    subprocess.run(["cp", "-r", str(quick_bundle), str(bundle)], check=True)
+    board = Board(b"0.1,0.2,0.9,0.01,0.02,0.03\n" * 5)
+    try:
+        ran = as_a_user(["run", "--port", board.path, "--model", str(bundle), "--rate", "50",
+                         "--duration", "2", "--json"])
+    finally:
+        board.close()
+    plotted = as_a_user(["plot", str(inputs["good_csv"]), "--model", str(bundle), "--out",
+                         str(tmp_path / "plot.png")])
+    calibrated = as_a_user(["calibrate", str(bundle), str(synth_dataset)])
+    assert (ran, plotted, calibrated) == ((0, ""), (0, ""), (0, ""))
