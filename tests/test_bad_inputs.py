@@ -31,6 +31,7 @@ import pytest
 from gesturekit.cli import build_parser, main
 from gesturekit.errors import UserError
 from gesturekit.train.compare import every_run_failed
+from gesturekit.train.config import TrainConfig, apply_values
 
 COMMANDS = ("data info", "data synth", "train", "evaluate", "compare", "plot", "export",
             "calibrate", "run", "simulate", "record", "emulate")
@@ -557,6 +558,29 @@ def test_a_bad_input_to_a_trained_model_is_one_line_exit_2(row, inputs, quick_ru
     check(row, code, err, args, out)
     assert snapshot(inputs["good"].parent, quick_run, tmp_path) == before, \
         "a refused command wrote something"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"purity": "high"}, "key 'purity': expected a number in (0, 1], got \"high\""),
+    ({"seed": "one"}, "key 'seed': expected an integer >= 0, got \"one\""),
+    ({"seed": True}, "key 'seed': expected an integer >= 0, got true"),
+    ({"folds": 2.0}, "key 'folds': expected an integer >= 0, got 2.0"),
+    ({"sandbox": "yes"}, "key 'sandbox': expected true or false, got \"yes\""),
+    ({"test_subjects": [2, 4]}, "key 'test_subjects': expected a list of strings or null"),
+    ({"model": {"conv_filters": [16, 0]}}, "key 'model.conv_filters': expected a list of integers, "
+                                           "each >= 1, got [16, 0]"),
+    ({"model": {"dropout": 1.0}}, "key 'model.dropout': expected a number in [0, 1), got 1.0"),
+    ({"augment": {"mixup_alpha": float("inf")}}, "key 'augment.mixup_alpha': expected a number >= 0"),
+    ({"sandbox_phase": {"min_train_accuracy": 2}}, "key 'sandbox_phase.min_train_accuracy': "
+                                                   "expected a number in [0, 1], got 2"),
+    ({"direct": {"epochs": 5, "patience": 0}}, "key 'direct.patience': expected an integer >= 1"),
+    ({"direct": {"epoch": 5}}, "unknown key 'direct.epoch'"),
+    ({"direct": 5}, "key 'direct' must be a table of settings"),
+])
+def test_every_config_key_is_checked_against_its_fields_type_and_range(values, message):
+    with pytest.raises(UserError) as refused:
+        apply_values(TrainConfig(), values, "cfg.json")
+    assert str(refused.value).startswith(f"cfg.json: {message}"), str(refused.value)
 
 
 def test_compare_exits_with_the_runs_code_when_every_run_failed():
