@@ -583,6 +583,19 @@ def test_every_config_key_is_checked_against_its_fields_type_and_range(values, m
     assert str(refused.value).startswith(f"cfg.json: {message}"), str(refused.value)
 
 
+def test_a_compare_whose_every_run_fails_on_its_input_exits_2(inputs, tmp_path):
+    """The data loads, but no run can cut a window that long: the table is written (each
+    failure a row) and the command ends with one line and exit 2, not 0."""
+    out = tmp_path / "cmp"
+    code, err = as_a_user(["compare", str(inputs["good"]), "--out", str(out), "--window", "100000",
+                           "--seeds", "1", "--quick"])
+    assert (code, err.count("\n")) == (2, 1), err
+    assert err.startswith("gesturekit compare: error: every run failed, e.g. direct/seed0: "
+                          "UserError: --window 100000 is longer than every session"), err
+    state = json.loads((out / "compare.json").read_text())
+    assert [r["status"] for r in state["runs"]] == ["failed", "failed"]
+
+
 def test_compare_exits_with_the_runs_code_when_every_run_failed():
     """2 when every run failed on its input (the data refused by each worker), 1 when any failed
     otherwise; None while one run finished."""
