@@ -304,7 +304,8 @@ NOT_APPLICABLE = {
     ("emulate", RATES): "plays one recording",
     ("emulate", SUBJECTS): "plays one recording",
     ("emulate", KILLED): "builds into a cache keyed by its inputs; QEMU writes nothing",
-    ("calibrate", KILLED): "writes model.json and model_config.h atomically (device.files)",
+    ("calibrate", KILLED): "replaces model.json, model_config.h and report.md each atomically "
+                           "(a temporary file renamed over it)",
 }
 # Pairs whose rows live in another test file (a process killed mid-write needs SIGKILL timing).
 COVERED_ELSEWHERE = {
