@@ -91,6 +91,8 @@ ROWS = [
     Row("train", EMPTY, "{empty_dir} --out {out}", "no .csv session files"),
     Row("train", EMPTY, "{good} --out {out} --config {empty_json}", "empty.json: not valid JSON"),
     Row("train", HEADER, "{header_ds} --out {out}", "s01_a.csv: a header row and no samples"),
+    Row("train", HEADER, "{header_ds} --out {run_copy} --force", "s01_a.csv: a header row and no samples",
+        needs="run"),  # the earlier run stays
     Row("train", NONFINITE, "{good} --out {out} --mixup nan", "argument --mixup: expected a number >= 0"),
     Row("train", NONFINITE, "{good} --out {out} --config {nan_json}", "nan.json: key 'direct.learning_rate': "
                                                                      "expected a number > 0, got NaN"),
@@ -173,6 +175,8 @@ ROWS = [
     Row("export", EMPTY, "{empty_dir} --out {out}", "run folder without config.json"),
     Row("export", TYPE, "{list_run} --out {out}", "config.json: expected a JSON object"),
     Row("export", RANGE, "{run} --out {out} --event-classes nope", "nope", needs="run"),
+    Row("export", RANGE, "{run} --out {bundle} --force --event-classes nope", "nope",
+        needs="bundle"),  # the earlier bundle stays
     Row("export", MISSING, "{missing} --out {out}", "no_such_thing: not a run folder"),
     Row("export", MISSING, "{model_less_run} --out {out}", "without a model (model.keras)"),
     Row("export", UNREADABLE, "{cut_run} --out {out}", "config.json: not readable JSON"),
@@ -544,7 +548,10 @@ def test_a_bad_input_to_a_trained_model_is_one_line_exit_2(row, inputs, quick_ru
     subprocess.run(["cp", "-r", str(quick_bundle), str(cut)], check=True)
     model = cut / "model_float.tflite"
     model.write_bytes(model.read_bytes()[:len(model.read_bytes()) // 2])
-    paths = {**inputs, "run": quick_run, "bundle": bundle, "bundle_cut_model": cut}
+    run_copy = tmp_path / "run_copy"
+    subprocess.run(["cp", "-r", str(quick_run), str(run_copy)], check=True)
+    paths = {**inputs, "run": quick_run, "run_copy": run_copy, "bundle": bundle,
+             "bundle_cut_model": cut}
     board = Board(row.board, row.hangup) if row.board is not None else None
     if board:
         paths["port"] = board.path
