@@ -568,6 +568,42 @@ def test_a_bad_input_to_a_trained_model_is_one_line_exit_2(row, inputs, quick_ru
         "a refused command wrote something"
 
 
+def numeric_options() -> list[tuple[tuple[str, ...], argparse.Action]]:
+    """(command path, option) of every option that takes a number, in every command."""
+    found = []
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+            elif action.option_strings and (action.type in (int, float) or
+                                            getattr(action.type, "__module__", "") == "gesturekit.options"):
+                found.append((path, action))
+    walk(build_parser(), ())
+    return found
+
+
+def test_every_numeric_option_refuses_nan_inf_and_words_in_one_line(capsys):
+    """The class, not the examples: no numeric option takes a bare int or float (only a fixed
+    set of choices may), and each refuses NaN, inf and a word with one line naming it."""
+    options = numeric_options()
+    assert len(options) > 40
+    bare = [f"{' '.join(p)} {a.option_strings[-1]}" for p, a in options
+            if a.type in (int, float) and not a.choices]
+    assert bare == [], "numeric options without a gesturekit.options type"
+    for path, action in options:
+        if action.choices:
+            continue
+        for value in ("nan", "inf", "-inf", "many"):
+            with pytest.raises(SystemExit) as stop:
+                main([*path, f"{action.option_strings[-1]}={value}"])
+            err = capsys.readouterr().err
+            assert stop.value.code == 2 and err.count("\n") == 1, err
+            assert f"argument {action.option_strings[-1]}: expected " in err, err
+            assert f"got '{value}'" in err, err
+
+
 @pytest.mark.parametrize("values, message", [
     ({"purity": "high"}, "key 'purity': expected a number in (0, 1], got \"high\""),
     ({"seed": "one"}, "key 'seed': expected an integer >= 0, got \"one\""),
