@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import tty
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ import pytest
 from gesturekit.cli import build_parser, main
 from gesturekit.errors import UserError
 from gesturekit.train.compare import every_run_failed
-from gesturekit.train.config import TrainConfig, apply_values
+from gesturekit.train.config import NESTED, TrainConfig, apply_values
 
 COMMANDS = ("data info", "data synth", "train", "evaluate", "compare", "plot", "export",
             "calibrate", "run", "simulate", "record", "emulate")
@@ -638,6 +639,31 @@ def test_a_compare_whose_every_run_fails_on_its_input_exits_2(inputs, tmp_path):
                           "UserError: --window 100000 is longer than every session"), err
     state = json.loads((out / "compare.json").read_text())
     assert [r["status"] for r in state["runs"]] == ["failed", "failed"]
+
+
+def config_fields() -> list[tuple[str, str, object]]:
+    """(table prefix, key, type hint) of every config file key, nested tables' keys included."""
+    found = []
+    for cls, prefix in ((TrainConfig, ""), *((t, f"{k}.") for k, t in NESTED.items())):
+        for key, hint in typing.get_type_hints(cls).items():
+            if not (cls is TrainConfig and key in NESTED):
+                found.append((prefix, key, hint))
+    return found
+
+
+def test_every_config_key_refuses_a_value_of_another_type_and_nan():
+    """The class, not the examples: each key of a config file, in every table."""
+    fields = config_fields()
+    assert len(fields) > 40
+    for prefix, key, hint in fields:
+        wrong = [[1]] if "dict" in str(hint) else [{"a": 1}]
+        if "float" in str(hint):
+            wrong.append(float("nan"))
+        for value in wrong:
+            table = prefix.rstrip(".")
+            values = {table: {key: value}} if table else {key: value}
+            with pytest.raises(UserError, match=f"^cfg.json: key '{prefix}{key}': expected "):
+                apply_values(TrainConfig(), values, "cfg.json")
 
 
 def test_compare_exits_with_the_runs_code_when_every_run_failed():
