@@ -165,6 +165,7 @@ ROWS = [
     Row("plot", RANGE, "{good_csv} --out {out}.png --threshold 1.5", "argument --threshold: expected a "
                                                                      "number in [0, 1]"),
     Row("plot", MISSING, "{missing} --out {out}.png", "no_such_thing: no such recording file"),
+    Row("plot", MISSING, "{good_csv} --out {missing}/plot.png", "No such file or directory: "),
     Row("plot", MISSING, "{good_csv} --out {out}.png --model {missing}", "no_such_thing: not a model "
                                                                          "bundle"),
     Row("plot", UNREADABLE, "{binary_csv} --out {out}.png", "binary.csv: byte"),
