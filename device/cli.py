@@ -20,6 +20,8 @@ from gesturekit.options import (
     probability,
 )
 
+GAP_SAMPLES = 5  # the shortest --gap, in samples at the model's rate
+
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     _add_run_command(commands)
@@ -71,7 +73,8 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
                        help="seconds to keep reopening a vanished port, then exit 2 (default 10; "
                             "0: stop when the port goes, exit 0)")
     waits.add_argument("--gap", type=positive_float, default=1.0,
-                       help="a silence this long restarts the windows (default 1 s)")
+                       help="a silence this long restarts the windows; at least 5 samples at "
+                            "the model's rate (default 1 s)")
     run.set_defaults(func=cmd_run)
 
 
@@ -196,6 +199,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     port = _run_port(args)
     bundle = load_bundle(args.model)
+    # Boards send in bursts (USB packets, batched lines): a silence of a few samples is normal,
+    # and a shorter --gap would restart the windows so often that none completes.
+    shortest_gap = GAP_SAMPLES / bundle.sample_rate_hz
+    if args.gap < shortest_gap:
+        raise UserError(f"--gap {args.gap:g}: shorter than {GAP_SAMPLES} samples at the model's "
+                        f"{bundle.sample_rate_hz:g} Hz; expected at least {shortest_gap:g} s")
     backend, kind = choose_backend(bundle, args.backend, args.int8)
     classifier = Classifier(bundle, backend, kind, threads=args.threads)
     postprocess = PostprocessConfig.for_bundle(bundle, postprocess_overrides(args))

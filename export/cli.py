@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gesturekit.cli import epilog
-from gesturekit.options import nonnegative_float
+from gesturekit.options import positive_float
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -40,7 +40,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                       "gesturekit calibrate bundles/hapt ../shared/data/hapt --max-false-per-hour 10"))
     cal.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from `gesturekit export`)")
     cal.add_argument("data", metavar="DATA", help="the run's dataset (folder or HAPT zip)")
-    cal.add_argument("--max-false-per-hour", type=nonnegative_float,
+    cal.add_argument("--max-false-per-hour", type=positive_float,
                      help="most recall with at most this many false events per hour of background "
                           "and per hour of non-event states (default: best event F1 per class)")
     cal.add_argument("--event-classes", type=lambda s: [c for c in s.split(",") if c],

@@ -75,7 +75,6 @@ def _argument(kind: type, bounds: Range) -> Callable[[str], float]:
     return parse
 
 
-finite_float = _argument(float, ANY)
 positive_float = _argument(float, POSITIVE)
 nonnegative_float = _argument(float, NON_NEGATIVE)
 probability = _argument(float, PROBABILITY)

@@ -20,7 +20,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tty
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,7 @@ import pytest
 from gesturekit.cli import build_parser, main
 from gesturekit.errors import UserError
 from gesturekit.train.compare import every_run_failed
+from gesturekit.train.config import NESTED, TrainConfig, apply_values
 
 COMMANDS = ("data info", "data synth", "train", "evaluate", "compare", "plot", "export",
             "calibrate", "run", "simulate", "record", "emulate")
@@ -50,7 +53,8 @@ class Row:
     culprit: str  # the one error line names it
     code: int = 2
     needs: str = ""  # "run" or "bundle": a trained one (the row then runs in `make test`)
-    board: bytes | None = None  # {port}: a pty that sends these bytes, then stays silent
+    board: bytes | None = None  # {port}: a pty that sends these bytes every 0.1 s for 3 s
+    hangup: bool = False  # and then hangs up (a board killed, a cable pulled), else stays silent
 
     @property
     def id(self) -> str:
@@ -88,6 +92,8 @@ ROWS = [
     Row("train", EMPTY, "{empty_dir} --out {out}", "no .csv session files"),
     Row("train", EMPTY, "{good} --out {out} --config {empty_json}", "empty.json: not valid JSON"),
     Row("train", HEADER, "{header_ds} --out {out}", "s01_a.csv: a header row and no samples"),
+    Row("train", HEADER, "{header_ds} --out {run_copy} --force", "s01_a.csv: a header row and no samples",
+        needs="run"),  # the earlier run stays
     Row("train", NONFINITE, "{good} --out {out} --mixup nan", "argument --mixup: expected a number >= 0"),
     Row("train", NONFINITE, "{good} --out {out} --config {nan_json}", "nan.json: key 'direct.learning_rate': "
                                                                      "expected a number > 0, got NaN"),
@@ -126,7 +132,7 @@ ROWS = [
     Row("evaluate", UNREADABLE, "{cut_run} {good}", "config.json: not readable JSON"),
     Row("evaluate", CHANNELS, "{run} {three_channel_ds}", "no channel(s) gx, gy, gz", needs="run"),
     Row("evaluate", RATES, "{run} {fast_ds}", "100 Hz", needs="run"),
-    Row("evaluate", SUBJECTS, "{run} {good} --subjects 99", "99", needs="run"),
+    Row("evaluate", SUBJECTS, "{run} {good} --subjects 2,99", "--subjects: 99 not in", needs="run"),
     # --- compare
     Row("compare", EMPTY, "{empty_dir} --out {out}", "no .csv session files"),
     Row("compare", HEADER, "{header_ds} --out {out}", "s01_a.csv: a header row and no samples"),
@@ -159,17 +165,20 @@ ROWS = [
     Row("plot", RANGE, "{good_csv} --out {out}.png --threshold 1.5", "argument --threshold: expected a "
                                                                      "number in [0, 1]"),
     Row("plot", MISSING, "{missing} --out {out}.png", "no_such_thing: no such recording file"),
+    Row("plot", MISSING, "{good_csv} --out {missing}/plot.png", "No such file or directory: "),
     Row("plot", MISSING, "{good_csv} --out {out}.png --model {missing}", "no_such_thing: not a model "
                                                                          "bundle"),
     Row("plot", UNREADABLE, "{binary_csv} --out {out}.png", "binary.csv: byte"),
-    Row("plot", CHANNELS, "{three_channel_csv} --out {out}.png --model {bundle}", "no channel(s) gx, gy, gz",
-        needs="bundle"),
+    Row("plot", CHANNELS, "{three_channel_csv} --out {out}.png --model {bundle}", "three_channel.csv:1: "
+        "no channel column 'gx'", needs="bundle"),
     Row("plot", RATES, "{fast_csv} --out {out}.png --model {bundle}", "100 Hz, but the model",
         needs="bundle"),
     # --- export
     Row("export", EMPTY, "{empty_dir} --out {out}", "run folder without config.json"),
     Row("export", TYPE, "{list_run} --out {out}", "config.json: expected a JSON object"),
     Row("export", RANGE, "{run} --out {out} --event-classes nope", "nope", needs="run"),
+    Row("export", RANGE, "{run} --out {bundle} --force --event-classes nope", "nope",
+        needs="bundle"),  # the earlier bundle stays
     Row("export", MISSING, "{missing} --out {out}", "no_such_thing: not a run folder"),
     Row("export", MISSING, "{model_less_run} --out {out}", "without a model (model.keras)"),
     Row("export", UNREADABLE, "{cut_run} --out {out}", "config.json: not readable JSON"),
@@ -179,12 +188,12 @@ ROWS = [
     Row("calibrate", HEADER, "{bundle} {header_ds}", "s01_a.csv: a header row and no samples",
         needs="bundle"),
     Row("calibrate", NONFINITE, "{empty_dir} {good} --max-false-per-hour nan",
-        "argument --max-false-per-hour: expected a number >= 0, got 'nan'"),
+        "argument --max-false-per-hour: expected a number > 0, got 'nan'"),
     Row("calibrate", NONFINITE, "{bundle} {nan_ds}", "column 'ay': nan is not a finite number",
         needs="bundle"),
     Row("calibrate", TYPE, "{typed_bundle} {good}", "model.json: field 'format_version' has the wrong type"),
     Row("calibrate", NONPOS, "{empty_dir} {good} --max-false-per-hour -1",
-        "argument --max-false-per-hour: expected a number >= 0, got '-1'"),
+        "argument --max-false-per-hour: expected a number > 0, got '-1'"),
     Row("calibrate", RANGE, "{bundle} {overflow_ds}", "column 'ay': 4e38 is beyond float32", needs="bundle"),
     Row("calibrate", MISSING, "{missing} {good}", "not a model bundle (no model.json)"),
     Row("calibrate", UNREADABLE, "{cut_bundle} {good}", "model.json: not valid JSON"),
@@ -196,11 +205,11 @@ ROWS = [
     Row("run", EMPTY, "--port {port} --model {bundle} --duration 1.5", "no sample line within --duration",
         needs="bundle", board=b""),
     Row("run", HEADER, "--port {port} --model {bundle} --first-line-timeout 1.5", "no valid sample line "
-        "within 1.5 s", needs="bundle", board=b"ax,ay,az,gx,gy,gz\n" * 3),
+        "within 1.5 s", needs="bundle", board=b"ax,ay,az,gx,gy,gz\n"),
     Row("run", NONFINITE, "--port loop:// --model {empty_dir} --gap nan", "argument --gap: expected a "
                                                                           "number > 0, got 'nan'"),
     Row("run", NONFINITE, "--port {port} --model {bundle} --first-line-timeout 1.5", "nonfinite",
-        needs="bundle", board=b"ax,ay,az,gx,gy,gz\n" + b"nan,0,1,0,0,0\n" * 20),
+        needs="bundle", board=b"nan,0,1,0,0,0\n"),
     Row("run", TYPE, "--port loop:// --model {empty_dir} --threads two", "argument --threads: expected an "
                                                                          "integer >= 1"),
     Row("run", NONPOS, "--port loop:// --model {empty_dir} --gap 0", "argument --gap: expected a number > "
@@ -209,16 +218,17 @@ ROWS = [
                                                                            "expected an integer >= 1"),
     Row("run", RANGE, "--port loop:// --model {empty_dir} --threshold 1.5", "argument --threshold: "
                                                                             "expected a number in [0, 1]"),
+    Row("run", RANGE, "--port loop:// --model {bundle} --gap 0.05", "--gap 0.05: shorter than 5 samples at "
+        "the model's 50 Hz; expected at least 0.1 s", needs="bundle"),
     Row("run", MISSING, "--port loop:// --model {missing}", "no_such_thing: not a model bundle"),
     Row("run", MISSING, "--port /dev/no_such_port --model {bundle}", "/dev/no_such_port", needs="bundle"),
     Row("run", UNREADABLE, "--port loop:// --model {cut_bundle}", "model.json: not valid JSON"),
     Row("run", UNREADABLE, "--port loop:// --model {bundle_cut_model}", "model_float.tflite",
         needs="bundle"),
     Row("run", CHANNELS, "--port {port} --model {bundle}", "sends 3 values per line",
-        needs="bundle", board=b"0.1,0.2,0.9\n" * 20),
-    Row("run", KILLED, "--port {port} --model {bundle} --reconnect-timeout 1", "gone for longer than "
-        "--reconnect-timeout 1 s", needs="bundle", board=b"ax,ay,az,gx,gy,gz\n" + b"0,0,1,0,0,0\n" * 50
-        + b"0.1,0.2"),
+        needs="bundle", board=b"0.1,0.2,0.9\n"),
+    Row("run", KILLED, "--port {port} --model {bundle} --reconnect-timeout 1 --rate 50", "gone for longer "
+        "than --reconnect-timeout 1 s", needs="bundle", board=b"0,0,1,0,0,0\n" * 5, hangup=True),
     # --- simulate
     Row("simulate", EMPTY, "{empty_csv} --pty", "empty.csv: empty file"),
     Row("simulate", HEADER, "{header_csv} --pty", "header.csv: a header row and no samples"),
@@ -300,7 +310,8 @@ NOT_APPLICABLE = {
     ("emulate", RATES): "plays one recording",
     ("emulate", SUBJECTS): "plays one recording",
     ("emulate", KILLED): "builds into a cache keyed by its inputs; QEMU writes nothing",
-    ("calibrate", KILLED): "writes model.json and model_config.h atomically (device.core.files)",
+    ("calibrate", KILLED): "replaces model.json, model_config.h and report.md each atomically "
+                           "(a temporary file renamed over it)",
 }
 # Pairs whose rows live in another test file (a process killed mid-write needs SIGKILL timing).
 COVERED_ELSEWHERE = {
@@ -438,19 +449,33 @@ def snapshot(*roots: Path) -> dict[str, str]:
 # --- running a row -----------------------------------------------------------------------------
 
 class Board:
-    """A real pty whose other side sends `data` once, then stays silent until closed."""
+    """A real pty whose other side sends `data` every 0.1 s for 3 s (what comes before the
+    reader opens the port is flushed), then hangs up or stays silent until closed."""
 
-    def __init__(self, data: bytes):
+    def __init__(self, data: bytes, hangup: bool = False):
         self.master, slave = pty.openpty()
         tty.setraw(slave)
         self.path = os.ttyname(slave)
         os.close(slave)
-        self._writer = threading.Thread(target=os.write, args=(self.master, data), daemon=True)
-        self._writer.start()
+        self._data, self._hangup, self._stop = data, hangup, threading.Event()
+        self._thread = threading.Thread(target=self._play, daemon=True)
+        self._thread.start()
+
+    def _play(self) -> None:
+        end = time.monotonic() + 3.0
+        while self._data and time.monotonic() < end and not self._stop.wait(0.1):
+            try:
+                os.write(self.master, self._data)
+            except OSError:  # the reader hung up first
+                break
+        if self._hangup:
+            os.close(self.master)
 
     def close(self) -> None:
-        self._writer.join(timeout=5)
-        os.close(self.master)
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if not self._hangup:
+            os.close(self.master)
 
 
 def argv(row: Row, paths: dict[str, Path], out: Path) -> list[str]:
@@ -502,7 +527,7 @@ TRAINED = [r for r in ROWS if r.needs]
 def test_a_bad_input_is_one_line_exit_2_and_writes_nothing(row, inputs, tmp_path, capfd, monkeypatch):
     out = tmp_path / "out"
     before = snapshot(inputs["good"].parent, tmp_path)
-    board = Board(row.board) if row.board is not None else None
+    board = Board(row.board, row.hangup) if row.board is not None else None
     args = argv(row, {**inputs, **({"port": board.path} if board else {})}, out)
     try:
         code, err = in_process(args, capfd, monkeypatch)
@@ -525,8 +550,11 @@ def test_a_bad_input_to_a_trained_model_is_one_line_exit_2(row, inputs, quick_ru
     subprocess.run(["cp", "-r", str(quick_bundle), str(cut)], check=True)
     model = cut / "model_float.tflite"
     model.write_bytes(model.read_bytes()[:len(model.read_bytes()) // 2])
-    paths = {**inputs, "run": quick_run, "bundle": bundle, "bundle_cut_model": cut}
-    board = Board(row.board) if row.board is not None else None
+    run_copy = tmp_path / "run_copy"
+    subprocess.run(["cp", "-r", str(quick_run), str(run_copy)], check=True)
+    paths = {**inputs, "run": quick_run, "run_copy": run_copy, "bundle": bundle,
+             "bundle_cut_model": cut}
+    board = Board(row.board, row.hangup) if row.board is not None else None
     if board:
         paths["port"] = board.path
     out = tmp_path / "out"
@@ -540,6 +568,103 @@ def test_a_bad_input_to_a_trained_model_is_one_line_exit_2(row, inputs, quick_ru
     check(row, code, err, args, out)
     assert snapshot(inputs["good"].parent, quick_run, tmp_path) == before, \
         "a refused command wrote something"
+
+
+def numeric_options() -> list[tuple[tuple[str, ...], argparse.Action]]:
+    """(command path, option) of every option that takes a number, in every command."""
+    found = []
+
+    def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+            elif action.option_strings and (action.type in (int, float) or
+                                            getattr(action.type, "__module__", "") == "gesturekit.options"):
+                found.append((path, action))
+    walk(build_parser(), ())
+    return found
+
+
+def test_every_numeric_option_refuses_nan_inf_and_words_in_one_line(capsys):
+    """The class, not the examples: no numeric option takes a bare int or float (only a fixed
+    set of choices may), and each refuses NaN, inf and a word with one line naming it."""
+    options = numeric_options()
+    assert len(options) > 40
+    bare = [f"{' '.join(p)} {a.option_strings[-1]}" for p, a in options
+            if a.type in (int, float) and not a.choices]
+    assert bare == [], "numeric options without a gesturekit.options type"
+    for path, action in options:
+        if action.choices:
+            continue
+        for value in ("nan", "inf", "-inf", "many"):
+            with pytest.raises(SystemExit) as stop:
+                main([*path, f"{action.option_strings[-1]}={value}"])
+            err = capsys.readouterr().err
+            assert stop.value.code == 2 and err.count("\n") == 1, err
+            assert f"argument {action.option_strings[-1]}: expected " in err, err
+            assert f"got '{value}'" in err, err
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"purity": "high"}, "key 'purity': expected a number in (0, 1], got \"high\""),
+    ({"seed": "one"}, "key 'seed': expected an integer >= 0, got \"one\""),
+    ({"seed": True}, "key 'seed': expected an integer >= 0, got true"),
+    ({"folds": 2.0}, "key 'folds': expected an integer >= 0, got 2.0"),
+    ({"sandbox": "yes"}, "key 'sandbox': expected true or false, got \"yes\""),
+    ({"test_subjects": [2, 4]}, "key 'test_subjects': expected a list of strings or null"),
+    ({"model": {"conv_filters": [16, 0]}}, "key 'model.conv_filters': expected a list of integers, "
+                                           "each >= 1, got [16, 0]"),
+    ({"model": {"dropout": 1.0}}, "key 'model.dropout': expected a number in [0, 1), got 1.0"),
+    ({"augment": {"mixup_alpha": float("inf")}}, "key 'augment.mixup_alpha': expected a number >= 0"),
+    ({"sandbox_phase": {"min_train_accuracy": 2}}, "key 'sandbox_phase.min_train_accuracy': "
+                                                   "expected a number in [0, 1], got 2"),
+    ({"direct": {"epochs": 5, "patience": 0}}, "key 'direct.patience': expected an integer >= 1"),
+    ({"direct": {"epoch": 5}}, "unknown key 'direct.epoch'"),
+    ({"direct": 5}, "key 'direct' must be a table of settings"),
+])
+def test_every_config_key_is_checked_against_its_fields_type_and_range(values, message):
+    with pytest.raises(UserError) as refused:
+        apply_values(TrainConfig(), values, "cfg.json")
+    assert str(refused.value).startswith(f"cfg.json: {message}"), str(refused.value)
+
+
+def test_a_compare_whose_every_run_fails_on_its_input_exits_2(inputs, tmp_path):
+    """The data loads, but no run can cut a window that long: the table is written (each
+    failure a row) and the command ends with one line and exit 2, not 0."""
+    out = tmp_path / "cmp"
+    code, err = as_a_user(["compare", str(inputs["good"]), "--out", str(out), "--window", "100000",
+                           "--seeds", "1", "--quick"])
+    assert (code, err.count("\n")) == (2, 1), err
+    assert err.startswith("gesturekit compare: error: every run failed, e.g. direct/seed0: "
+                          "UserError: --window 100000 is longer than every session"), err
+    state = json.loads((out / "compare.json").read_text())
+    assert [r["status"] for r in state["runs"]] == ["failed", "failed"]
+
+
+def config_fields() -> list[tuple[str, str, object]]:
+    """(table prefix, key, type hint) of every config file key, nested tables' keys included."""
+    found = []
+    for cls, prefix in ((TrainConfig, ""), *((t, f"{k}.") for k, t in NESTED.items())):
+        for key, hint in typing.get_type_hints(cls).items():
+            if not (cls is TrainConfig and key in NESTED):
+                found.append((prefix, key, hint))
+    return found
+
+
+def test_every_config_key_refuses_a_value_of_another_type_and_nan():
+    """The class, not the examples: each key of a config file, in every table."""
+    fields = config_fields()
+    assert len(fields) > 40
+    for prefix, key, hint in fields:
+        wrong = [[1]] if "dict" in str(hint) else [{"a": 1}]
+        if "float" in str(hint):
+            wrong.append(float("nan"))
+        for value in wrong:
+            table = prefix.rstrip(".")
+            values = {table: {key: value}} if table else {key: value}
+            with pytest.raises(UserError, match=f"^cfg.json: key '{prefix}{key}': expected "):
+                apply_values(TrainConfig(), values, "cfg.json")
 
 
 def test_compare_exits_with_the_runs_code_when_every_run_failed():
@@ -590,3 +715,22 @@ def test_the_table_covers_every_pair(capsys):
         print(f"{'':<11}" + " ".join(f"{k[:6]:>6}" for k in CLASSES))
         for c in COMMANDS:
             print(f"{c:<11}" + " ".join(f"{mark[(c, k)]:>6}" for k in CLASSES))
+
+
+@pytest.mark.trains
+def test_run_plot_and_calibrate_print_no_interpreter_log_line(inputs, quick_bundle, synth_dataset,
+                                                            tmp_path):
+    """The interpreter's "Created TensorFlow Lite XNNPACK delegate" line is not the user's
+    business: a good run, plot and calibration leave stderr empty (as a user runs them)."""
+    bundle = tmp_path / "bundle"
+    subprocess.run(["cp", "-r", str(quick_bundle), str(bundle)], check=True)
+    board = Board(b"0.1,0.2,0.9,0.01,0.02,0.03\n" * 5)
+    try:
+        ran = as_a_user(["run", "--port", board.path, "--model", str(bundle), "--rate", "50",
+                         "--duration", "2", "--json"])
+    finally:
+        board.close()
+    plotted = as_a_user(["plot", str(inputs["good_csv"]), "--model", str(bundle), "--out",
+                         str(tmp_path / "plot.png")])
+    calibrated = as_a_user(["calibrate", str(bundle), str(synth_dataset)])
+    assert (ran, plotted, calibrated) == ((0, ""), (0, ""), (0, ""))

@@ -57,6 +57,30 @@ def test_every_command_help_lists_each_option_with_its_meaning_and_default(capsy
                 assert "default" in text, f"{where}: help does not show the default: {text!r}"
 
 
+def test_every_command_help_ends_with_examples_and_exit_codes(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "2000")
+    leaves = [(path, parser) for path, parser in _commands(build_parser())
+              if path and not any(isinstance(a, argparse._SubParsersAction) for a in parser._actions)]
+    assert len(leaves) == 12
+    for path, _ in leaves:
+        with pytest.raises(SystemExit):
+            main([*path, "-h"])
+        shown = capsys.readouterr().out.rstrip().split("\n\nexamples:\n")
+        assert len(shown) == 2, f"gesturekit {' '.join(path)} -h: no examples"
+        examples, codes = shown[1].split("\n\n")
+        assert 1 <= len(examples.splitlines()) <= 2
+        assert all(line.startswith(f"  gesturekit {' '.join(path)} ") for line in examples.splitlines())
+        assert codes.startswith("exit codes: 0 done") and "; 2 bad input" in codes, codes
+
+
+def test_a_bad_option_is_one_line_not_the_usage(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "data", "--out", "run", "--mixup", "-1"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == ("gesturekit train: error: argument --mixup: expected a number "
+                                       ">= 0, got '-1' (see gesturekit train -h)\n")
+
+
 def test_fixed_sets_are_choices_and_errors_name_the_option(tmp_path, capsys):
     for option, bad in (("--strategy", "two-phase"), ("--weights", "sqare"), ("--cnn-weights", "x"),
                         ("--lstm-weights", "x"), ("--loss", "hinge"), ("--distribute", "tpu")):

@@ -305,7 +305,11 @@ def test_simulate_reads_hapt_sessions_with_the_importers_reader(tmp_path):
     lines[2] = "nan 0 0"
     (raw / "gyro_exp01_user01.txt").unlink()
     (raw / "gyro_exp01_user01.txt").write_text("\n".join(lines) + "\n")
-    with pytest.raises(UserError, match=r"gyro_exp01_user01\.txt:3: NaN or inf"):
+    with pytest.raises(UserError, match=r"gyro_exp01_user01\.txt:3: NaN, inf or beyond float32"):
+        load_session(raw / "acc_exp01_user01.txt")
+    lines[2] = "4e38 0 0"  # finite in float64, inf as a float32 sample
+    (raw / "gyro_exp01_user01.txt").write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match=r"gyro_exp01_user01\.txt:3: NaN, inf or beyond float32"):
         load_session(raw / "acc_exp01_user01.txt")
 
 

@@ -138,8 +138,9 @@ QUICK = {
     "direct": {"epochs": 8, "min_epochs": 8, "patience": 8},
 }
 
-_NESTED = {"model": ModelConfig, "augment": AugmentConfig, "sandbox_phase": SandboxConfig,
-           "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget}
+# The tables of a config file: their keys are checked and set one by one.
+NESTED = {"model": ModelConfig, "augment": AugmentConfig, "sandbox_phase": SandboxConfig,
+          "cnn": PhaseBudget, "lstm": PhaseBudget, "direct": PhaseBudget}
 
 
 # What a value of each field type is called in messages.
@@ -193,10 +194,10 @@ def _check_values(cls: type, values: dict, where: str, prefix: str = "") -> None
         if key not in known:
             raise UserError(f"{where}: unknown key '{prefix}{key}' (expected one of "
                             f"{', '.join(sorted(known))})")
-        if cls is TrainConfig and key in _NESTED:
+        if cls is TrainConfig and key in NESTED:
             if not isinstance(value, dict):
                 raise UserError(f"{where}: key '{key}' must be a table of settings")
-            _check_values(_NESTED[key], value, where, f"{key}.")
+            _check_values(NESTED[key], value, where, f"{key}.")
         else:
             check_value(value, hints[key], known[key].metadata.get("range", ANY),
                         f"{where}: key '{prefix}{key}'")
@@ -207,9 +208,9 @@ def apply_values(cfg: TrainConfig, values: dict, where: str) -> TrainConfig:
     range is a user error naming `where` and the key."""
     _check_values(TrainConfig, values, where)
     for key, value in values.items():
-        if key in _NESTED:
+        if key in NESTED:
             current = asdict(getattr(cfg, key)) if getattr(cfg, key) is not None else {}
-            setattr(cfg, key, _NESTED[key](**{**current, **value}))
+            setattr(cfg, key, NESTED[key](**{**current, **value}))
         else:
             setattr(cfg, key, value)
     return cfg

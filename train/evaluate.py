@@ -85,6 +85,10 @@ def evaluate_command(model: str, data: str, options: dict, subjects: list[str] |
     from gesturekit.train.report import scores_markdown, write_report
 
     dataset = load_dataset(data, **options)
+    unknown = [s for s in subjects or [] if s not in dataset.subjects]
+    if unknown:  # else they would only be missing from the scores
+        raise UserError(f"--subjects: {', '.join(unknown)} not in {data} (subjects: "
+                        f"{', '.join(dataset.subjects)})")
     is_bundle = (Path(model) / "model.json").is_file()
     if stream:
         if not is_bundle:

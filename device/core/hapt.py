@@ -90,9 +90,12 @@ class HaptSource:
         if table.shape[1] != columns:
             raise UserError(f"{self.where(name)}: expected {columns} numbers per line, "
                             f"got {table.shape[1]}")
-        if not np.isfinite(table).all():
-            line = int(np.flatnonzero(~np.isfinite(table).all(axis=1))[0]) + 1
-            raise UserError(f"{self.where(name)}:{line}: NaN or inf; expected finite numbers")
+        with np.errstate(over="ignore"):  # samples are float32: beyond its range is inf
+            finite = np.isfinite(table.astype(np.float32)).all(axis=1)
+        if not finite.all():
+            line = int(np.flatnonzero(~finite)[0]) + 1
+            raise UserError(f"{self.where(name)}:{line}: NaN, inf or beyond float32's range; "
+                            "expected finite sensor readings")
         return table
 
     def session(self, name: str) -> np.ndarray:
