@@ -199,6 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         output = WebOutput(output, _start_web(args.web, run_hello(bundle, postprocess, port)))
     runner = Runner(bundle, classifier, postprocess, options, output)
+    if args.web is not None:
+        output.follow(runner)
     _on_signals(runner.stop)
     # What is loaded by now lives as long as the process; frozen, the cyclic garbage collector
     # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).

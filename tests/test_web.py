@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -348,7 +349,7 @@ def test_run_page_shows_the_events_the_runner_prints_and_closing_it_changes_noth
     runner prints in the order it prints them, health shows the rate; the runner goes on to
     its end after the page is closed."""
     sim, pty_path = start("simulate", str(synth_dataset / "s02_session1.csv"), "--pty",
-                          "--speed", "4")
+                          "--speed", "4", "--garbage", "0.05", "--seed", "1")
     run = subprocess.Popen([*GESTUREKIT, "run", "--port", pty_path, "--model", str(quick_bundle),
                             "--json", "--rate", "50", "--gap", "30", "--reconnect-timeout", "0",
                             *OPEN_POSTPROCESS, "--web", "127.0.0.1:0"],
@@ -367,7 +368,10 @@ def test_run_page_shows_the_events_the_runner_prints_and_closing_it_changes_noth
         assert len(browser.find_elements("css selector", "#probs .mark")) == len(bundle["labels"]) - 1
         wait_for(lambda: browser.find_element("id", "state").text in bundle["labels"], "no state")
         wait_for(lambda: len(page_events(browser)) >= 2, "fewer than 2 events on the page")
-        assert "rate 50.0 Hz" in browser.find_element("id", "health").text
+        health = browser.find_element("id", "health").text
+        assert "rate 50.0 Hz" in health and re.search(r"latency p50 \d+\.\d / p99", health)
+        wait_for(lambda: re.search(r"bad lines [1-9]", browser.find_element("id", "health").text),
+                 "no bad line counted on the page")
         shown = page_events(browser)
         browser.close()  # the page goes away mid-stream
         out, err = run.communicate(timeout=60)
