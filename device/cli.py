@@ -129,8 +129,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def _add_web_option(command: argparse.ArgumentParser, shows: str) -> None:
     # "" (the flag alone) is device.web's default address; `gesturekit -h` imports no numpy.
     command.add_argument("--web", nargs="?", const="", metavar="[HOST:]PORT",
-                         help=f"a live page in the browser ({shows}); alone: 127.0.0.1:8765, "
-                              "localhost only unless you name another host; the URL is printed")
+                         help=f"a live page in the browser ({shows}); the URL is printed "
+                              "(default: none; the flag alone: 127.0.0.1:8765, localhost only "
+                              "unless you name another host)")
 
 
 def _start_web(address: str, hello: dict):

@@ -17,7 +17,6 @@ others), which `RecordLink.keys` hands to the recorder with the terminal's own k
 from __future__ import annotations
 
 import base64
-import fcntl
 import importlib.util
 import itertools
 import json
@@ -89,7 +88,7 @@ class WebServer:
         self.process.stdin.write((json.dumps({"t": "hello", **hello}) + "\n").encode())
         self.process.stdin.flush()
         os.set_blocking(self._stdin, False)
-        fcntl.fcntl(self._stdout, fcntl.F_SETFL, fcntl.fcntl(self._stdout, fcntl.F_GETFL) | os.O_NONBLOCK)
+        os.set_blocking(self._stdout, False)
 
     def _wait_ready(self, address: str) -> str:
         """The first stdout line, `listening URL`; the server's own one-line error otherwise."""
@@ -137,9 +136,7 @@ class WebServer:
         """Lines the server wrote since the last call (never waits)."""
         try:
             chunk = os.read(self._stdout, 4096)
-        except BlockingIOError:
-            return []
-        except OSError:
+        except OSError:  # nothing yet (BlockingIOError), or the server is gone
             return []
         self._out_buffer += chunk
         *done, self._out_buffer = self._out_buffer.split(b"\n")

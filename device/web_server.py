@@ -214,6 +214,8 @@ def make_app(live: Live, host: str, port_box: list[int]) -> web.Application:
 
 async def push(ws: web.WebSocketResponse, live: Live) -> None:
     """Hello first, then what is new, at most PUSH_HZ a second, at this page's own pace."""
+    while not live.hello:  # a page faster than the runner's first line
+        await asyncio.sleep(1.0 / PUSH_HZ)
     await ws.send_str(json.dumps({"hello": live.hello}))
     rows_from = max(0, live.total - (len(live.plot) if live.plot is not None else 0))
     records_from = live.events[0][0] - 1 if live.events else live.records
