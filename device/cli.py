@@ -169,8 +169,9 @@ def _add_emulate_command(commands: argparse._SubParsersAction) -> None:
 def _add_web_option(command: argparse.ArgumentParser, shows: str) -> None:
     # "" (the flag alone) is device.live.web's default address; `gesturekit -h` imports no numpy.
     command.add_argument("--web", nargs="?", const="", metavar="[HOST:]PORT",
-                         help=f"a live page in the browser ({shows}); alone: 127.0.0.1:8765, "
-                              "localhost only unless you name another host; the URL is printed")
+                         help=f"a live page in the browser ({shows}); the URL is printed "
+                              "(default: none; the flag alone: 127.0.0.1:8765, localhost only "
+                              "unless you name another host)")
 
 
 def _start_web(address: str, hello: dict):
@@ -214,6 +215,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          match=args.match, print_windows=args.windows, rate_hz=args.rate)
     output = _run_output(args, bundle, postprocess, port)
     runner = Runner(bundle, classifier, postprocess, options, output)
+    if args.web is not None:
+        output.follow(runner)
     _on_signals(runner.stop)
     # What is loaded by now lives as long as the process; frozen, the cyclic garbage collector
     # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).

@@ -8,6 +8,7 @@ import asyncio
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -275,3 +276,156 @@ def test_record_page_label_buttons_label_what_record_writes(recording, tmp_path,
     # The page counted, per label, the samples that went into the file (up to its last push).
     shown = counts_on_page(browser)
     assert 0 < shown["jump"] <= labels.count("jump") and shown["idle"] <= labels.count("idle")
+
+
+@needs_chromium
+def test_record_page_guided_mode_prompts_and_labels_each_gesture(recording, tmp_path, browser):  # noqa: F811
+    """One repetition of one gesture: a countdown under the first label, then GESTURE_S
+    seconds labelled with the gesture, then back; Ctrl-C leaves a whole, valid file."""
+    from gesturekit.device.live.web_server import GESTURE_S
+
+    path, _ = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "2", "--loop")  # 100 Hz
+    out = tmp_path / "recorded"
+    rec = subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "idle",
+                            "--labels", "jump", "--out", str(out), "--session", "guided",
+                            "--rate", "100", "--web", "127.0.0.1:0"],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    prompts = []
+
+    def prompt_is(phase: str) -> bool:
+        element = browser.find_element("id", "prompt")
+        text = element.text
+        if text and (not prompts or prompts[-1] != text):
+            prompts.append(text)
+        return element.get_attribute("class") == phase
+
+    try:
+        browser.get(page_url(rec))
+        wait_for(lambda: counts_on_page(browser).get("idle", 0) > 0, "no samples on the page")
+        reps = browser.find_element("id", "reps")
+        reps.clear()
+        reps.send_keys("1")
+        browser.find_element("id", "guided-start").click()
+        wait_for(lambda: prompt_is("ready"), "no countdown")
+        wait_for(lambda: prompt_is("go"), "no prompt to do the gesture")
+        wait_for(lambda: prompt_is("done"), "guided mode never finished")
+        time.sleep(0.5)  # some idle after the gesture
+        rec.send_signal(signal.SIGINT)
+        out_text, err = rec.communicate(timeout=30)
+    finally:
+        rec.kill()
+        sim.kill()
+    assert rec.returncode == 0, err
+    assert "interrupted" in out_text
+    assert any(p.startswith("get ready: jump (1/1) in ") for p in prompts), prompts
+    assert "jump now! (1/1)" in prompts and prompts[-1] == "guided recording done"
+    labels = read_recording(out / "guided.csv", read_spec(out / "dataset.toml")).labels.tolist()
+    assert list(dict.fromkeys(labels)) == ["idle", "jump"] and labels[-1] == "idle"
+    # One run of jump, GESTURE_S long at 100 Hz (give or take a read's worth on a busy machine).
+    first, last = labels.index("jump"), len(labels) - labels[::-1].index("jump")
+    assert set(labels[first:last]) == {"jump"}
+    assert abs((last - first) - GESTURE_S * 100) < 40, last - first
+
+
+# The quick model is unsure of itself: opened up, its post-processing finds about five
+# gestures in a 90 s session (default settings: about none).
+OPEN_POSTPROCESS = ["--smoothing", "1", "--min-consecutive", "1", "--threshold", "0.5",
+                    "--refractory", "0"]
+
+
+def page_events(driver) -> list[tuple[str, str]]:
+    """(time as printed, label) of the events in the page's feed, oldest first."""
+    rows = driver.find_elements("css selector", '#feed tbody tr[data-kind="event"]')
+    return [(r.get_attribute("data-time"), r.get_attribute("data-label")) for r in rows][::-1]
+
+
+@needs_chromium
+def test_run_page_shows_the_events_the_runner_prints_and_closing_it_changes_nothing(
+        quick_bundle, synth_dataset, browser):
+    """The simulator plays a session into a pty, `run --web` classifies it: the plot moves,
+    the bars are the bundle's classes with their thresholds, the feed holds the events the
+    runner prints in the order it prints them, health shows the rate; the runner goes on to
+    its end after the page is closed."""
+    sim, pty_path = start("simulate", str(synth_dataset / "s02_session1.csv"), "--pty",
+                          "--speed", "4", "--garbage", "0.05", "--seed", "1")
+    run = subprocess.Popen([*GESTUREKIT, "run", "--port", pty_path, "--model", str(quick_bundle),
+                            "--json", "--rate", "50", "--gap", "30", "--reconnect-timeout", "0",
+                            *OPEN_POSTPROCESS, "--web", "127.0.0.1:0"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        browser.get(page_url(run))
+        plot = browser.find_element("id", "plot")
+        wait_for(lambda: plot.get_attribute("data-x-last"), "no signal plotted")
+        canvas = "return document.querySelector('#plot canvas').toDataURL()"
+        x0, image0 = float(plot.get_attribute("data-x-last")), browser.execute_script(canvas)
+        wait_for(lambda: float(plot.get_attribute("data-x-last")) > x0 + 1, "the plot stands still")
+        assert browser.execute_script(canvas) != image0
+        bars = browser.find_elements("css selector", "#probs .prob")
+        bundle = json.loads((quick_bundle / "model.json").read_text())
+        assert [b.get_attribute("data-label") for b in bars] == bundle["labels"]
+        assert len(browser.find_elements("css selector", "#probs .mark")) == len(bundle["labels"]) - 1
+        wait_for(lambda: browser.find_element("id", "state").text in bundle["labels"], "no state")
+        wait_for(lambda: len(page_events(browser)) >= 2, "fewer than 2 events on the page")
+        health = browser.find_element("id", "health").text
+        assert "rate 50.0 Hz" in health and re.search(r"latency p50 \d+\.\d / p99", health)
+        wait_for(lambda: re.search(r"bad lines [1-9]", browser.find_element("id", "health").text),
+                 "no bad line counted on the page")
+        shown = page_events(browser)
+        browser.close()  # the page goes away mid-stream
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        sim.kill()
+    assert run.returncode == 0, err
+    records = [json.loads(line) for line in out.splitlines()]
+    printed = [(f"{r['time']:.2f}", r["label"]) for r in records if r["kind"] == "event"]
+    assert shown == printed[:len(shown)]
+    summary = records[-1]  # the whole session: the runner went on to the stream's end
+    assert summary["kind"] == "summary" and summary["ended"] == "disconnected"
+    assert summary["samples"] == 4500  # every sample of the session (its header went first)
+
+
+def stuck_page(url: str) -> socket.socket:
+    """A page that opens the socket, then never reads a byte."""
+    host, port = host_port(url)
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: http://{host}:{port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode())
+    return sock
+
+
+def test_run_decides_the_same_with_a_stuck_page_as_with_none(quick_bundle, synth_dataset):
+    """Two runs of the same session at the same time, one with no page, one with a page that
+    never reads: the same windows and the same events at the same samples."""
+    def play(web: bool):
+        sim, pty_path = start("simulate", str(synth_dataset / "s03_session1.csv"), "--pty",
+                              "--speed", "8")
+        run = subprocess.Popen([*GESTUREKIT, "run", "--port", pty_path, "--model",
+                                str(quick_bundle), "--json", "--windows", "--rate", "50",
+                                "--gap", "30", "--reconnect-timeout", "0", *OPEN_POSTPROCESS,
+                                *(["--web", "127.0.0.1:0"] if web else [])],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return sim, run
+
+    (sim_a, plain), (sim_b, paged) = play(False), play(True)
+    try:
+        page = stuck_page(page_url(paged))
+        results = [p.communicate(timeout=120) for p in (plain, paged)]
+        page.close()
+    finally:
+        for p in (plain, paged, sim_a, sim_b):
+            p.kill()
+    assert plain.returncode == 0 and paged.returncode == 0, results[1][1]
+
+    def decisions(out: str) -> list[tuple]:
+        records = [json.loads(line) for line in out.splitlines()]
+        return [(r["kind"], r["sample"], r["label"], r.get("probs")) for r in records
+                if r["kind"] in ("window", "event")]
+
+    first, second = decisions(results[0][0]), decisions(results[1][0])
+    assert len(first) > 60 and any(kind == "event" for kind, *_ in first)  # 68 windows
+    assert first == second

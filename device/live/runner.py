@@ -123,6 +123,14 @@ def status_text(health: dict) -> str:
             f"{health['windows']} windows | {health['events']} events | {p}")
 
 
+def latency_percentiles(latencies_ms: deque) -> dict:
+    """p50 and p99 of window latencies (the summary's, the status line's, the page's)."""
+    if not latencies_ms:
+        return {"p50": None, "p99": None}
+    p50, p99 = np.percentile(latencies_ms, [50, 99])
+    return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+
+
 class Runner:
     """Runs one model on one stream until the duration ends, `stop()` is called or the port
     stays away past the reconnect deadline. `clock` and `sleep` are the time it runs on
@@ -328,10 +336,7 @@ class Runner:
     # --- reporting ----------------------------------------------------------------------------
 
     def _percentiles(self) -> dict:
-        if not self.stats.latencies_ms:
-            return {"p50": None, "p99": None}
-        p50, p99 = np.percentile(self.stats.latencies_ms, [50, 99])
-        return {"p50": round(float(p50), 3), "p99": round(float(p99), 3)}
+        return latency_percentiles(self.stats.latencies_ms)
 
     def health(self) -> dict:
         """The stream's numbers so far, for the status line and the view."""

@@ -17,8 +17,8 @@ others), which `RecordLink.keys` hands to the recorder with the terminal's own k
 from __future__ import annotations
 
 import base64
-import fcntl
 import importlib.util
+import itertools
 import json
 import os
 import select
@@ -32,12 +32,13 @@ import numpy as np
 from gesturekit.device.core.bundle import Bundle
 from gesturekit.device.core.model_info import announced_classes
 from gesturekit.device.core.postprocess import PostprocessConfig, class_smoothing
-from gesturekit.device.live.runner import Output
+from gesturekit.device.live.runner import Output, Runner
 from gesturekit.errors import UserError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-SEND_HZ = 20.0  # batches per second at most: the runner's whole cost is this many writes
+SEND_HZ = 10.0  # batches per second at most: the runner's whole cost is this many writes
+HEALTH_EVERY_S = 0.5  # as the runner's status line
 START_TIMEOUT_S = 15.0  # the server imports aiohttp and binds within this
 STOP_TIMEOUT_S = 5.0
 PENDING_MAX = 1 << 20  # bytes of a cut message kept for the next write; beyond, drop
@@ -87,7 +88,7 @@ class WebServer:
         self.process.stdin.write((json.dumps({"t": "hello", **hello}) + "\n").encode())
         self.process.stdin.flush()
         os.set_blocking(self._stdin, False)
-        fcntl.fcntl(self._stdout, fcntl.F_SETFL, fcntl.fcntl(self._stdout, fcntl.F_GETFL) | os.O_NONBLOCK)
+        os.set_blocking(self._stdout, False)
 
     def _wait_ready(self, address: str) -> str:
         """The first stdout line, `listening URL`; the server's own one-line error otherwise."""
@@ -135,9 +136,7 @@ class WebServer:
         """Lines the server wrote since the last call (never waits)."""
         try:
             chunk = os.read(self._stdout, 4096)
-        except BlockingIOError:
-            return []
-        except OSError:
+        except OSError:  # nothing yet (BlockingIOError), or the server is gone
             return []
         self._out_buffer += chunk
         *done, self._out_buffer = self._out_buffer.split(b"\n")
@@ -165,16 +164,25 @@ def _array(block: list[bytes], rows: int) -> str:
 
 class WebOutput:
     """An `Output` for the runner that hands everything to `inner` (the printer or the
-    terminal view) and, batched, to the page. Its hot-path calls only keep bytes."""
+    terminal view) and, batched, to the page. Its hot-path calls only keep bytes.
 
-    status_on = True  # the page always shows the stream's health
+    The page's health numbers are read from the runner it `follow`s when a batch goes out
+    (counters, and the latencies of the windows since the last batch), not from
+    `Runner.health`: its latency percentiles, twice a second, cost the runner more CPU than
+    all the rest of the page together (the server computes them instead)."""
 
     def __init__(self, inner: Output, server: WebServer, clock=time.monotonic):
         self.inner, self.server, self._clock = inner, server, clock
+        self.status_on = inner.status_on
+        self._runner: Runner | None = None
+        self._windows_sent = 0
         self._samples: list[bytes] = []
         self._sample_rows = 0
         self._windows: list[bytes] = []
-        self._next_send = 0.0
+        self._next_send = self._next_health = 0.0
+
+    def follow(self, runner: Runner) -> None:
+        self._runner = runner
 
     def samples(self, block: np.ndarray) -> None:
         self.inner.samples(block)
@@ -199,13 +207,23 @@ class WebOutput:
 
     def status(self, health: dict) -> None:
         self.inner.status(health)
-        self._flush(self._clock(), json.dumps({"t": "h", "r": {**health,
-                                                              "page_drops": self.server.dropped}}))
 
     def close(self) -> None:
         self._flush(self._clock())
         self.inner.close()
         self.server.close()
+
+    def _health(self) -> str:
+        """The runner's counters and its newest window latencies, as a JSON line."""
+        runner = self._runner
+        stats, lines = runner.stats, runner.parser.stats
+        new = min(stats.windows - self._windows_sent, len(stats.latencies_ms))
+        self._windows_sent = stats.windows
+        latencies = list(itertools.islice(reversed(stats.latencies_ms), new))[::-1]
+        return json.dumps({"t": "h", "r": {
+            "samples": lines.samples, "bad_lines": lines.bad_lines, "windows": stats.windows,
+            "events": stats.events, "gaps": stats.gaps, "reconnects": stats.reconnects,
+            "rate_hz": stats.rate_hz, "page_drops": self.server.dropped}, "lat": latencies})
 
     def _flush(self, now: float, record: str | None = None) -> None:
         """One write: the batched samples and windows (in stream order, before `record`)."""
@@ -217,10 +235,12 @@ class WebOutput:
             self._samples.clear()
             self._windows.clear()
             self._sample_rows = 0
+        if self._runner is not None and now >= self._next_health:
+            parts.append(self._health())
+            self._next_health = now + HEALTH_EVERY_S
         if record is not None:
             parts.append(record)
-        if parts:
-            self.server.send(("\n".join(parts) + "\n").encode())
+        self.server.send(("\n".join(parts) + "\n").encode())
         self._next_send = now + 1.0 / SEND_HZ
 
 

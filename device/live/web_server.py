@@ -24,6 +24,7 @@ import asyncio
 import base64
 import ipaddress
 import json
+import os
 import sys
 import time
 from collections import deque
@@ -33,6 +34,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from gesturekit.device.core.postprocess import per_class_smoothed
+from gesturekit.device.live.runner import LATENCY_WINDOWS, latency_percentiles
 
 STATIC = Path(__file__).with_name("static")
 FILES = {  # URL path -> (file in static/, content type): the only files served
@@ -53,6 +55,7 @@ HEADERS = {
     "Cache-Control": "no-store",
 }
 PUSH_HZ = 10.0
+POLL_HZ = 20.0  # reads of the runner's pipe per second
 PLOT_S = 5.0  # seconds of stream in the plot
 PLOT_ROWS_MAX = 5_000  # whatever the rate
 EVENTS_KEPT = 200
@@ -76,6 +79,7 @@ class Live:
         self.events: deque[tuple[int, dict]] = deque(maxlen=EVENTS_KEPT)
         self.records = 0  # events, gaps, warnings so far (their sequence numbers)
         self.health: dict = {}
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOWS)  # as the runner keeps them
         self.label: str | None = None  # record: the label of the newest rows
         self.counts: dict[str, int] = {}  # record: rows per label
         self.prompt: dict | None = None  # record: the guided mode's current step
@@ -100,7 +104,8 @@ class Live:
             self.records += 1
             self.events.append((self.records, record))
         elif kind == "h":
-            self.health = message["r"]
+            self._latencies.extend(message["lat"])
+            self.health = {**message["r"], "latency_ms": latency_percentiles(self._latencies)}
 
     def _batch(self, message: dict) -> None:
         n = message["n"]
@@ -209,6 +214,8 @@ def make_app(live: Live, host: str, port_box: list[int]) -> web.Application:
 
 async def push(ws: web.WebSocketResponse, live: Live) -> None:
     """Hello first, then what is new, at most PUSH_HZ a second, at this page's own pace."""
+    while not live.hello:  # a page faster than the runner's first line
+        await asyncio.sleep(1.0 / PUSH_HZ)
     await ws.send_str(json.dumps({"hello": live.hello}))
     rows_from = max(0, live.total - (len(live.plot) if live.plot is not None else 0))
     records_from = live.events[0][0] - 1 if live.events else live.records
@@ -276,15 +283,26 @@ async def guided(live: Live, labels: list[str], reps: int) -> None:
 
 
 async def read_input(live: Live) -> None:
-    """The runner's lines until it closes the pipe."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 24)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := await reader.readline():
+    """The runner's lines until it closes the pipe. Polled, never waited on: a reader
+    blocked on the pipe would be woken by every write, and waking it costs the writer (the
+    runner) CPU; polled, a write only copies bytes."""
+    fd = sys.stdin.fileno()
+    os.set_blocking(fd, False)
+    buffer = b""
+    while True:
         try:
-            live.feed(json.loads(line))
-        except (ValueError, KeyError, TypeError):
-            continue  # a line cut by a dropped write: the next one is whole
+            chunk = os.read(fd, 1 << 20)
+        except BlockingIOError:
+            await asyncio.sleep(1.0 / POLL_HZ)
+            continue
+        if not chunk:
+            break
+        *lines, buffer = (buffer + chunk).split(b"\n")
+        for line in lines:
+            try:
+                live.feed(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a dropped write: the next one is whole
     live.ended = True
 
 

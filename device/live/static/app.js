@@ -3,7 +3,7 @@
 // and no markup built from strings: the server's Content-Security-Policy allows neither.
 "use strict";
 
-const COLORS = ["#e6b33c", "#e0607e", "#5cb8e6", "#8fd16a", "#b48be8", "#e88e4f", "#5fd6c1", "#cccccc"];
+const COLORS = ["#e6b33c", "#e0607e", "#5cb8e6", "#8fd16a", "#b48be8", "#f06be0", "#5fd6c1", "#cccccc"];
 const PLOT_S = 5;
 const FEED_ROWS = 200;
 
