@@ -295,11 +295,12 @@ def test_record_page_guided_mode_prompts_and_labels_each_gesture(recording, tmp_
     prompts = []
 
     def prompt_is(phase: str) -> bool:
-        element = browser.find_element("id", "prompt")
-        text = element.text
+        # Text and class in one script: read apart, the page could change between the two.
+        text, shown = browser.execute_script(
+            "const e = document.getElementById('prompt'); return [e.innerText, e.className];")
         if text and (not prompts or prompts[-1] != text):
             prompts.append(text)
-        return element.get_attribute("class") == phase
+        return shown == phase
 
     try:
         browser.get(page_url(rec))
