@@ -65,7 +65,7 @@ def load_session(path: str | os.PathLike, rate_hz: float | None = None) -> Sessi
     toml = find_spec(path)
     spec = read_spec(toml) if toml else RecordingSpec()
     rec = read_recording(path, spec)
-    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path))
+    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path), rec.channels)
     return Session(rec.data, rec.channels, float(rate))
 
 

@@ -132,7 +132,8 @@ def load_recordings(root: Path, **overrides) -> Dataset:
         ids = np.array([index.get(lab, UNLABELLED) for lab in labels], dtype=np.int16)
         sessions.append(Session(rel, subject, rec.data, ids))
 
-    rate = spec.sample_rate_hz or rate_from_time([r.time for r in recordings], spec, str(root))
+    rate = spec.sample_rate_hz or rate_from_time([r.time for r in recordings], spec, str(root),
+                                                  channels)
     return Dataset(
         name=root.name, root=str(root), sample_rate_hz=rate, channels=channels,
         units=dict(spec.units), labels=names, background_label=spec.background_label,
