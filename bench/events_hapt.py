@@ -172,7 +172,7 @@ def main() -> None:
                   + " ".join(f"{mean_std([x[k] for x in t]):>14}" for k in keys)
                   + f" {'n/a' if ratio is None else f'{ratio:.2f}':>10}")
     bundle = load_bundle(rows[0]["defaults"]["bundle"])
-    purity = json.loads((Path(bundle.training["run"]) / "config.json").read_text())["purity"]
+    purity = json.loads((bundle.run_folder() / "config.json").read_text())["purity"]
     floor = [perfect_classifier_delay(dataset, bundle.window, hop, purity)
              for hop in (bundle.hop, bundle.hop // 2, bundle.hop // 4)]
     print(f"\nA classifier right on every window (window {bundle.window}, purity {purity}): "

@@ -347,8 +347,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from gesturekit.device.live.record import KeyReader, Recorder, RecordOptions
+    from gesturekit.device.live.record import KeyReader, Recorder, RecordOptions, check_labels
 
+    check_labels(args.label, args.labels)  # before the port opens and the terminal changes
     if args.labels and len(args.labels) > 9:
         raise UserError(f"--labels: at most 9 labels (keys 1..9), got {len(args.labels)}")
     session = args.session or time.strftime("session_%Y%m%d_%H%M%S")

@@ -1,19 +1,22 @@
 """`gesturekit export`: a run folder -> a verified model bundle.
 
 The bundle is built in a temporary folder next to `out` and renamed into place only when it
-is complete, so a failed export never leaves a half-written bundle behind.
+is complete (`device.core.files.replace_folder`), so a failed or killed export never leaves a
+half-written bundle behind, and `--force` keeps the old bundle until the new one is whole.
+The bundle names its run relative to itself (`training.run`, e.g. `../run`): it can be moved,
+and read from any working directory.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
+import os
 from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 
 from gesturekit.device.core.bundle import MODEL_JSON, Bundle, write_model_json
+from gesturekit.device.core.files import replace_folder
 from gesturekit.device.core.model_info import check_event_classes
 from gesturekit.errors import UserError
 from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
@@ -113,9 +116,10 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     quantization = {"input": {"scale": t_in.scale[0], "zero_point": t_in.zero_point[0]},
                     "output": {"scale": t_out.scale[0], "zero_point": t_out.zero_point[0]}}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    # The run as seen from the bundle's folder: valid wherever the two move together.
+    run_from_bundle = os.path.relpath(run.root.resolve(), out.resolve())
+
+    def build(work: Path) -> tuple[Bundle, dict, bool]:
         (work / FILES["float"]).write_bytes(models.float_model)
         (work / FILES["int8"]).write_bytes(models.int8_model)
         (work / FILES["onnx"]).write_bytes(onnx_bytes)
@@ -126,7 +130,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
         test_metrics = run.metrics.get("test", {})
         bundle = Bundle(
             **vars(info), root=work, files=dict(FILES), quantization=quantization, ops=ops,
-            training={"run": str(run.root), "model": kind, "dataset": run.config["dataset"],
+            training={"run": run_from_bundle, "model": kind, "dataset": run.config["dataset"],
                       "split": run.split, "seed": run.config.get("seed"),
                       "strategy": run.config.get("strategy"),
                       "test_macro_f1": test_metrics.get("macro_f1"),
@@ -164,13 +168,9 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
         bundle.root = out
         if not float_ok and not allow_mismatch:
             raise UserError(_mismatch_message(agreement, out))
-        if out.exists():
-            shutil.rmtree(out)
-        work.chmod(0o755)  # mkdtemp makes it private; a bundle is for sharing
-        work.rename(out)
-    finally:
-        if work.exists():
-            shutil.rmtree(work)
+        return bundle, summary, float_ok
+
+    bundle, summary, float_ok = replace_folder(out, build)
     return ExportResult(out, bundle, summary, float_ok)
 
 

@@ -15,20 +15,30 @@ The choice is replayed through the real `EventDetector` and scored by `score_eve
 figures reported), then written into `model.json` (`postprocess.per_class`, `event_classes`,
 `calibration`) and `model_config.h` (its post-processing block), with a recall against false
 events per hour PNG per event class in the bundle and its report. Nothing is retrained or
-re-exported; every file is replaced atomically, and bad input changes nothing.
+re-exported. The bundle is rewritten as a whole (`device.core.files.replace_folder`: a copy beside
+it, renamed over it when complete), so bad input, a failure or a kill changes nothing.
+
+The validation subjects and dataset options come from model.json (`training.split`,
+`training.dataset`, written by export), so a bundle calibrates from any folder, moved or copied,
+without its run. Settings must rest on something: data whose validation sessions have no
+segment of an event class, or, with a budget F, less than 3/F hours of background (with no
+false event in 3/F hours, the rate is at most F with 95% confidence: the rule of three) are
+refused with one line.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gesturekit.device.core.backends import Classifier, choose_backend
-from gesturekit.device.core.bundle import Bundle, load_bundle, write_atomic, write_model_json
+from gesturekit.device.core.bundle import MODEL_JSON, Bundle, load_bundle, write_model_json
+from gesturekit.device.core.files import replace_folder, write_atomic
 from gesturekit.device.core.model_info import DEFAULT_POSTPROCESS, check_event_classes
 from gesturekit.device.core.postprocess import PostprocessConfig, smoothed
 from gesturekit.device.core.stream_eval import (
@@ -94,19 +104,38 @@ class _Session:
     probs: np.ndarray  # (W, K)
 
 
+def _validation_split(bundle: Bundle) -> tuple[list[str], dict]:
+    """The run's validation subjects and dataset options: from model.json (export writes the
+    run's split and dataset there), else from the run folder beside the bundle."""
+    from gesturekit.train.runs import load_run
+
+    where = f"{bundle.root / MODEL_JSON}"
+    split, dataset = bundle.training.get("split"), bundle.training.get("dataset")
+    if isinstance(split, dict) and "val" in split:
+        val = split["val"]
+        options = dataset.get("options", {}) if isinstance(dataset, dict) else {}
+    else:
+        run_dir = bundle.run_folder()
+        if run_dir is None:
+            raise UserError(f"{bundle.root}: model.json has no training.split and the bundle's "
+                            f"run folder {bundle.training.get('run')!r} is gone; calibrate needs "
+                            "the run's validation subjects")
+        run = load_run(run_dir)
+        val, options = run.split.get("val") or [], run.config["dataset"].get("options", {})
+    if not isinstance(val, list) or not all(isinstance(v, str) for v in val):
+        raise UserError(f"{where}: training.split.val must be a list of subject names")
+    if not isinstance(options, dict):
+        raise UserError(f"{where}: training.dataset.options must be an object of dataset options")
+    return val, options
+
+
 def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> tuple[list, dict]:
     """The run's validation sessions of DATA, replayed once; refuses everything unusable."""
     from gesturekit.train.datasets import load_dataset
     from gesturekit.train.evaluate import stream_sessions
-    from gesturekit.train.runs import load_run
 
-    run_path = bundle.training.get("run")
-    if not run_path or not Path(run_path).is_dir():
-        raise UserError(f"{bundle.root}: the bundle's run folder {run_path!r} is gone; calibrate "
-                        "needs it for the validation subjects")
-    run = load_run(run_path)
-    val = run.split.get("val") or []
-    dataset = load_dataset(data, **run.config["dataset"].get("options", {}))
+    val, options = _validation_split(bundle)
+    dataset = load_dataset(data, **options)
     missing = [s for s in val if s not in dataset.subjects]
     if not val or missing:
         raise UserError(f"{data}: the run's validation subjects {', '.join(missing or val) or '(none)'} "
@@ -116,9 +145,33 @@ def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> t
     for s in stream_sessions(bundle, dataset, val):
         ends, probs = window_probabilities(bundle, s.data, classifier)
         sessions.append(_Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends, probs))
-    info = {"run": str(run.root), "dataset": str(data), "validation_subjects": val,
+    info = {"run": bundle.training.get("run"), "dataset": str(data), "validation_subjects": val,
             "sessions": len(sessions), "backend": classifier.backend, "model": classifier.kind}
     return sessions, info
+
+
+def _duration(hours: float) -> str:
+    return f"{hours:.2f} h" if hours >= 2 else f"{hours * 60:.1f} min"
+
+
+def check_enough(bundle: Bundle, sessions: list[_Session], events: list[str], hours: dict,
+                 budget: float | None, data: str, subjects: list[str]) -> None:
+    """Refuse data the settings could not rest on: an event class without a segment on the
+    validation sessions (nothing to tune it on), or, with a budget of F false events per hour,
+    less than 3/F hours of background (too little to tell F from none)."""
+    where = f"{data}: the validation subjects ({', '.join(subjects)})"
+    found = {int(s.ids[a]) for s in sessions for a, _ in label_runs(s.ids)}
+    empty = [e for e in events if bundle.labels.index(e) not in found]
+    if empty:
+        raise UserError(f"{where} have no segment of event class(es) {', '.join(empty)}: nothing "
+                        "to calibrate them on; label some, or leave them out with --event-classes")
+    if budget is not None and hours["background"] < 3 / budget:
+        have = hours["background"]
+        raise UserError(f"{where} hold {_duration(have)} of background; a budget of {budget:g} "
+                        f"false events per hour needs at least {_duration(3 / budget)} (3/F hours) "
+                        "to be tested; record more background, or "
+                        + (f"give --max-false-per-hour {math.ceil(3 / have)} or more" if have > 0
+                           else "calibrate without --max-false-per-hour"))
 
 
 def _class_windows(bundle: Bundle, s: _Session, c: int, is_event: np.ndarray) -> tuple:
@@ -264,13 +317,15 @@ def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = Non
         avg = np.array([smoothed(list(s.probs[max(0, i - k + 1): i + 1]))
                         for i in range(len(s.probs))]).reshape(len(s.probs), -1)
         averages[k].append((avg.argmax(axis=1), avg))
-    options = {e: class_options(bundle, sessions, bundle.labels.index(e), is_event, averages)
-               for e in events}
     rate = bundle.sample_rate_hz
     background = [(s.ids == UNLABELLED) | (s.ids == bundle.background_index) for s in sessions]
     hours = {"background": sum(int(b.sum()) for b in background) / rate / 3600,
              "states": sum(int((~b & ~is_event[np.maximum(s.ids, 0)]).sum())
                            for s, b in zip(sessions, background, strict=True)) / rate / 3600}
+    check_enough(bundle, sessions, events, hours, max_false_per_hour, data,
+                 info["validation_subjects"])
+    options = {e: class_options(bundle, sessions, bundle.labels.index(e), is_event, averages)
+               for e in events}
     chosen, budget_met = choose(options, max_false_per_hour, hours)
 
     # The choice through the runner's own detector and scoring: the figures reported.
@@ -291,14 +346,28 @@ def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = Non
                           "max_false_per_hour": max_false_per_hour, "budget_met": budget_met,
                           "hours": {k: round(v, 4) for k, v in hours.items()},
                           "validation": validation}
-    _write(bundle, header, header_path, options, chosen, hours)
+    final = bundle.root
+
+    def build(work: Path) -> None:
+        """The bundle's files (but earlier calibration plots) copied, then rewritten."""
+        shutil.copytree(final, work, dirs_exist_ok=True, ignore=lambda _, names: [
+            n for n in names if n.startswith(".") or (n.startswith("calibration_")
+                                                      and n.endswith(".png"))])
+        bundle.root = work
+        _write(bundle, header, str(header_path), options, chosen, hours)
+
+    try:
+        replace_folder(final, build)
+    finally:
+        bundle.root = final
     return bundle.calibration
 
 
-def _write(bundle: Bundle, header: str | None, header_path: Path, options: dict,
+def _write(bundle: Bundle, header: str | None, header_where: str, options: dict,
            chosen: dict, hours: dict) -> None:
-    """PNGs first (new files), then model_config.h, report.md and model.json, each replaced in
-    one rename, so a failure before the end leaves the bundle as it was."""
+    """Into the bundle's folder (a copy, swapped in when whole): the PNGs, model_config.h
+    (`header`, read from `header_where`, with the new post-processing block), report.md and
+    model.json."""
     from gesturekit.train.plots import draw_tradeoff
 
     quiet = hours["background"] + hours["states"]
@@ -315,7 +384,8 @@ def _write(bundle: Bundle, header: str | None, header_path: Path, options: dict,
     if header is not None:
         block = carray.postprocess_block(bundle.labels, bundle.background_label,
                                          bundle.postprocess, bundle.event_classes)
-        write_atomic(header_path, carray.replace_postprocess_block(header, block, str(header_path)))
+        write_atomic(bundle.root / bundle.files.get("c_config", "model_config.h"),
+                     carray.replace_postprocess_block(header, block, header_where))
     report = bundle.root / bundle.files.get("report", "report.md")
     if report.is_file():
         text = report.read_text(encoding="utf-8").split(REPORT_SECTION)[0].rstrip("\n")

@@ -122,6 +122,10 @@ GOOD = "0.00,0.1,0.2,1.0,walk\n0.02,0.1,0.2,1.0,walk\n"
          "dataset.toml: unknown key 'sample_rate'"),
         ({"s1.csv": HEADER + GOOD, "dataset.toml": 'subject_pattern = "user(\\\\d+)"\n'},
          "subject_pattern 'user(\\\\d+)' does not match session file 's1.csv'"),
+        # No dataset.toml (a recorder killed before it wrote one, in earlier versions): the
+        # time column is there, so say to declare it, not to add one.
+        ({"s1.csv": HEADER + GOOD}, "column 't' looks like a time column: declare it "
+                                    '(time_column = "t" in dataset.toml, or --time-column t)'),
     ],
 )
 def test_bad_recordings_are_one_line_errors(tmp_path, capsys, files, expected):
@@ -157,6 +161,21 @@ def test_hapt_zip_reads_like_the_folder(tmp_path):
     assert [s.name for s in ds.sessions] == ["exp01_user01"]
     assert ds.sessions[0].data.shape == (20598, 6)
     assert ds.sessions[0].label_ids[249] == 4 and ds.sessions[0].label_ids[248] == -1  # STANDING from 250
+
+
+def test_a_failed_synth_leaves_no_folder_and_keeps_the_old_one(tmp_path, capsys):
+    """Litter: a failed `data synth` left an empty folder that blocked the retry."""
+    ds = tmp_path / "ds"
+    code, _, err = run_cli(capsys, "data", "synth", "--out", str(ds), "--minutes", "1")
+    assert code == 2 and "raise --minutes" in err
+    assert list(tmp_path.iterdir()) == []  # no folder, no temporary one
+    assert run_cli(capsys, "data", "synth", "--out", str(ds), "--subjects", "3",
+                   "--minutes", "2")[0] == 0
+    before = {p.name: p.read_bytes() for p in ds.iterdir()}
+    code, _, err = run_cli(capsys, "data", "synth", "--out", str(ds), "--force", "--minutes", "1")
+    assert code == 2
+    assert {p.name: p.read_bytes() for p in ds.iterdir()} == before  # --force kept it
+    assert [p.name for p in tmp_path.iterdir()] == ["ds"]
 
 
 def test_synth_force_replaces_only_a_dataset_folder(tmp_path, capsys):

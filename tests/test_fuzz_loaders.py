@@ -2,7 +2,8 @@
 and a bundle's `model.json` (`load_bundle`), from random bytes and from valid files mutated.
 
 Property: a loader either returns something its callers can use as is, or raises
-`UserError` whose message names the file; never another exception.
+`UserError` whose message names the file; never another exception. And the recording writer
+and reader agree: a label the writer accepts reads back exactly.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,13 @@ from hypothesis import strategies as st
 
 from gesturekit.device.core.bundle import MODEL_JSON, load_bundle
 from gesturekit.device.core.postprocess import PostprocessConfig
-from gesturekit.device.core.recording import RecordingSpec, RecordingWriter, read_recording, read_spec
+from gesturekit.device.core.recording import (
+    RecordingSpec,
+    RecordingWriter,
+    label_problem,
+    read_recording,
+    read_spec,
+)
 from gesturekit.errors import UserError
 
 # Cases per property: 300 in `make test` (derandomized, see conftest.py); `make fuzz` sets
@@ -118,6 +126,39 @@ def test_quoted_newlines_and_huge_fields_are_user_errors(tmp_path):
     for raw in (b'ax,label\n1,"a\nb"\n2,c\n', b"ax,label\n1," + b"x" * 200_000 + b"\n"):
         with pytest.raises(UserError, match=r"cut\.csv:2"):
             read_recording(_write(tmp_path / "cut.csv", raw))
+
+
+# Any text, surrogates and line separators included, and the characters CSV cares about.
+label_text = st.one_of(
+    st.text(st.characters(codec=None, exclude_categories=()), max_size=30),
+    st.text(st.sampled_from([",", '"', "'", " ", "\t", "\n", "\r", "\x00", "\u2028", "\x85",
+                             "\xa0", "#", "a", "é", "\U0001f600", "\ufeff"]), max_size=8),
+    st.text(min_size=190, max_size=220))
+
+
+@FUZZ
+@given(labels=st.lists(label_text, min_size=1, max_size=4))
+@example(labels=["a,b"])  # the issue: written unquoted, then unreadable
+@example(labels=['say "hi", twice', '"', '""', ","])
+@example(labels=[" walk", "walk ", "a\nb", "a\rb", "\ud800", "x" * 201])
+def test_a_label_the_writer_accepts_reads_back_exactly(labels):
+    """Whatever label the writer accepts, the reader gives back unchanged; any other it refuses
+    before writing a byte (`label_problem` says why)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "s.csv"
+        data = np.arange(len(labels) * 3, dtype=np.float32).reshape(-1, 3)
+        with RecordingWriter(path, CHANNELS, time_column="t") as w:
+            header = path.read_bytes()
+            refused = [label for label in labels if label_problem(label)]
+            if refused:
+                with pytest.raises(UserError, match="label"):
+                    w.append(data, labels, np.arange(len(labels)) / 50)
+                assert path.read_bytes() == header  # nothing written
+                return
+            w.append(data, labels, np.arange(len(labels)) / 50)
+        rec = read_recording(path, RecordingSpec(time_column="t"))
+        assert rec.labels.tolist() == labels
+        np.testing.assert_array_equal(rec.data, data)
 
 
 # --- dataset.toml ------------------------------------------------------------------------------

@@ -263,3 +263,68 @@ def test_simulate_time_column_that_does_not_increase_is_a_user_error(tmp_path):
     write_spec(root / "dataset.toml", RecordingSpec(channels=CHANNELS, time_column="t"))
     with pytest.raises(UserError, match="time column 't' does not increase"):
         load_session(root / "s.csv")
+
+
+# --- labels and refusals: what record accepts reads back; what it refuses leaves nothing ----
+
+
+def test_record_label_with_a_comma_and_quotes_reads_back(recording, tmp_path):
+    """The issue's `--label 'a,b'`: written unquoted, the session was unreadable (exit 0)."""
+    path, data = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "4")
+    out = tmp_path / "recorded"
+    try:
+        result = subprocess.run([*GESTUREKIT, "record", "--port", pty_path, "--label", "a,b",
+                                 "--out", str(out), "--session", "s", "--samples", "200",
+                                 "--rate", "50"],
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        sim.kill()
+        sim.communicate(timeout=30)
+    assert result.returncode == 0, result.stderr
+    from gesturekit.train.datasets import load_dataset
+
+    dataset = load_dataset(out)
+    assert dataset.labels == ["a,b"]
+    assert np.array_equal(dataset.sessions[0].data, data[:200])
+    assert '"a,b"' in (out / "s.csv").read_text().splitlines()[1]  # quoted, as CSV says
+
+
+@pytest.mark.parametrize("option, label", [("--label", " walk"), ("--label", "a\nb"),
+                                           ("--labels", "walk,jump\tx\x07")])
+def test_record_refuses_a_label_it_could_not_read_back(tmp_path, capsys, option, label):
+    """Refused before the port is opened (this one does not exist): one line, nothing written."""
+    from gesturekit.cli import main
+
+    out = tmp_path / "recorded"
+    args = ["--label", "walk", "--labels", label] if option == "--labels" else ["--label", label]
+    assert main(["record", "--port", str(tmp_path / "no_port"), *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{option} " in err and "read back" in err, err
+    assert not out.exists()
+
+
+def test_a_refused_record_leaves_no_file(recording, tmp_path):
+    """Too few samples to measure the rate: refused, and neither the session file nor the
+    dataset.toml and folder it made stay behind; a dataset it recorded into is as it was."""
+    path, _ = recording
+    sim, pty_path = start("simulate", str(path), "--pty", "--speed", "4", "--loop")
+    new, existing = tmp_path / "new", tmp_path / "existing"
+    existing.mkdir()
+    (existing / "dataset.toml").write_text('channels = ["ax", "ay", "az", "gx", "gy", "gz"]\n')
+    (existing / "old.csv").write_text("ax,ay,az,gx,gy,gz,label\n1,2,3,4,5,6,walk\n")
+    before = {p.name: p.read_bytes() for p in existing.iterdir()}
+    try:
+        for out in (new, existing):
+            result = subprocess.run([*GESTUREKIT, "record", "--port", pty_path, "--label", "walk",
+                                     "--out", str(out), "--session", "take", "--samples", "5",
+                                     "--channels", ",".join(CHANNELS)],
+                                    capture_output=True, text=True, timeout=60)
+            assert result.returncode == 2 and "too few to measure" in result.stderr
+            assert result.stderr.count("\n") == 1
+    finally:
+        sim.kill()
+        sim.communicate(timeout=30)
+    assert not new.exists()
+    assert {p.name: p.read_bytes() for p in existing.iterdir()} == before

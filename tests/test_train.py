@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import replace
@@ -15,6 +16,7 @@ import pytest
 
 from gesturekit.cli import main
 from gesturekit.device.core.recording import RecordingSpec, RecordingWriter, write_spec
+from gesturekit.errors import UserError
 from gesturekit.train.config import build_config
 from gesturekit.train.runs import load_keras_model, load_run, run_windows
 
@@ -95,6 +97,32 @@ def test_evaluate_gives_the_same_report_on_a_dataset(run, synth, tmp_path, capsy
     metrics = json.loads((run / "metrics.json").read_text())
     assert scores["confusion"] == metrics["test"]["confusion"]
     assert (out / "report.md").is_file() and (out / "confusion.png").is_file()
+
+
+@pytest.mark.parametrize("failure", ["late", "no test subjects"])
+def test_train_force_that_fails_keeps_the_previous_run(run, synth, tmp_path, capsys, monkeypatch,
+                                                       failure):
+    """`train --force` over a run, failing after the fit (a scoring error; or `--test-subjects
+    ""`, which once trained in full and failed at the test): the earlier run is untouched,
+    and nothing half-written is left beside it."""
+    from gesturekit.train import trainer
+
+    previous = tmp_path / "run"
+    shutil.copytree(run, previous)
+    before = {p.relative_to(previous): p.read_bytes() for p in previous.rglob("*") if p.is_file()}
+    flags = ["--test-subjects", ""] if failure == "no test subjects" else []
+    if failure == "late":
+        def fail(*_):
+            raise UserError("scoring failed")
+
+        monkeypatch.setattr(trainer, "per_subject_scores", fail)
+    assert main(["train", str(synth), "--out", str(previous), "--force", "--quick",
+                 "--skip-sandbox", *flags]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert {p.relative_to(previous): p.read_bytes() for p in previous.rglob("*")
+            if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert load_run(previous).metrics == json.loads((run / "metrics.json").read_text())
 
 
 def test_evaluate_stream_hands_a_bundle_to_the_live_side(run, synth, tmp_path, capsys):

@@ -56,6 +56,7 @@ def fake_run(tmp_path):
               "normalization": norm.to_dict(), "model": cfg.to_dict()}
     (run / "config.json").write_text(json.dumps(config))
     build_cnn_lstm(keras, cfg, 64, 6, len(dataset.labels)).save(run / "model.keras")
+    (run / "metrics.json").write_text(json.dumps({"strategy": "three-phase", "split": split}))
     return run, train, norm
 
 
@@ -87,6 +88,11 @@ def test_load_run_refuses_what_is_not_a_run(tmp_path):
     with pytest.raises(UserError, match="without a model"):
         load_run(root)
     (root / "moved.keras").rename(root / "model.keras")
+    # metrics.json is written last: without it the run is incomplete, whatever else is there.
+    (root / "metrics.json").rename(root / "moved.json")
+    with pytest.raises(UserError, match=r"run: incomplete run \(no metrics.json\); train again"):
+        load_run(root)
+    (root / "moved.json").rename(root / "metrics.json")
     config = json.loads((root / "config.json").read_text())
     config["format_version"] = RUN_FORMAT_VERSION + 1
     (root / "config.json").write_text(json.dumps(config))

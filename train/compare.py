@@ -27,14 +27,13 @@ import re
 import socket
 import statistics
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gesturekit.device.core.bundle import write_atomic
+from gesturekit.device.core.files import write_atomic
 from gesturekit.errors import UserError
 from gesturekit.train.config import STRATEGIES, TrainConfig, apply_values, read_config_file
 
@@ -521,6 +520,7 @@ def train_auto(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dic
     the comparison in `out/strategy/` and the reason in its report. Returns its metrics."""
     import shutil
 
+    from gesturekit.device.core.files import replace_folder
     from gesturekit.train.report import REPORT_MD
     from gesturekit.train.runs import CONFIG_JSON, METRICS_JSON
 
@@ -534,32 +534,34 @@ def train_auto(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dic
     cfg = copy.deepcopy(cfg)
     cfg.folds = cfg.folds or AUTO_FOLDS
     variants = [Variant(s, {"strategy": s}, s) for s in STRATEGIES]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}-strategy-", dir=out.parent))
-    try:
+
+    def build(work: Path) -> tuple[dict, dict, dict]:
+        """The comparison in work/strategy, then the winner's run moved up into `work`: the
+        run folder, swapped in whole (an earlier run at `out` stays until then)."""
         from gesturekit.train.cluster import available_cores
 
-        state = compare(data, work, cfg, variants, [cfg.seed], options,
+        strategy = work / "strategy"
+        state = compare(data, strategy, cfg, variants, [cfg.seed], options,
                         workers=min(len(variants), available_cores()), progress=progress)
         rec = state["recommendation"]
         row = next((r for r in state["runs"] if r["variant"] == rec["variant"]), None)
         if row is None or row["status"] != "ok":
             raise UserError(f"--strategy auto: no strategy finished its run ({row and row['error']})")
-        if out.exists():
-            shutil.rmtree(out)
-        shutil.move(row["run"], out)
-        (out / "strategy").mkdir()
-        for name in (COMPARE_JSON, COMPARE_MD, COMPARE_PNG):
-            shutil.move(work / name, out / "strategy" / name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    metrics = json.loads((out / METRICS_JSON).read_text())
-    metrics["strategy_choice"] = {"recommendation": rec, "summary": state["summary"]}
-    write_atomic(out / METRICS_JSON, json.dumps(metrics, indent=2) + "\n")
-    why = (f"\n## Why {rec['variant']}\n\n`--strategy auto` trained every strategy with "
-           f"{cfg.folds} folds of the non-test subjects (seed {cfg.seed}) and compared their fold "
-           f"macro-F1, paired by fold ([the comparison](strategy/{COMPARE_MD})):\n\n{rec['text']}\n")
-    with open(out / REPORT_MD, "a", encoding="utf-8") as f:
-        f.write(why)
+        for item in Path(row["run"]).iterdir():
+            item.rename(work / item.name)
+        for name in ("runs", "logs"):
+            shutil.rmtree(strategy / name, ignore_errors=True)
+        metrics = json.loads((work / METRICS_JSON).read_text())
+        metrics["strategy_choice"] = {"recommendation": rec, "summary": state["summary"]}
+        why = (f"\n## Why {rec['variant']}\n\n`--strategy auto` trained every strategy with "
+               f"{cfg.folds} folds of the non-test subjects (seed {cfg.seed}) and compared their "
+               f"fold macro-F1, paired by fold ([the comparison](strategy/{COMPARE_MD})):\n\n"
+               f"{rec['text']}\n")
+        with open(work / REPORT_MD, "a", encoding="utf-8") as f:
+            f.write(why)
+        write_atomic(work / METRICS_JSON, json.dumps(metrics, indent=2) + "\n")  # last
+        return metrics, rec, state
+
+    metrics, rec, state = replace_folder(out, build)
     progress(f"strategy auto: {rec['text'].splitlines()[0]}")
     return metrics

@@ -134,7 +134,8 @@ def load_recordings(root: Path, **overrides) -> Dataset:
         ids = np.array([index.get(lab, UNLABELLED) for lab in labels], dtype=np.int16)
         sessions.append(Session(rel, subject, rec.data, ids))
 
-    rate = spec.sample_rate_hz or rate_from_time([r.time for r in recordings], spec, str(root))
+    rate = spec.sample_rate_hz or rate_from_time([r.time for r in recordings], spec, str(root),
+                                                  channels)
     check_one_rate(recordings, rate, spec, "its sample_rate_hz" if spec.sample_rate_hz
                    else "the median step of its time columns")
     return Dataset(

@@ -4,6 +4,8 @@
 split, window, normalisation, model config, every phase hyper-parameter); `RUN/metrics.json`
 the results; `RUN/model.keras` the final CNN-LSTM (input normalised windows (T, C), output
 softmax probabilities); `RUN/cnn_head.keras` the phase-2 CNN head when the strategy has one.
+`train` writes metrics.json last (and the whole folder beside its place, renamed in when whole):
+`load_run`, and so every reader of a run, refuses a folder without it as an incomplete run.
 `load_run` reads config.json's model fields (labels, channels, rate, window, ...) with the
 bundle's own check into `RunInfo.model_info`, the `ModelInfo` that export puts in the bundle.
 """
@@ -65,9 +67,12 @@ def load_run(path: str | os.PathLike) -> RunInfo:
     config_path = root / CONFIG_JSON
     if not config_path.is_file():
         raise UserError(f"{root}: run folder without {CONFIG_JSON}")
+    metrics_path = root / METRICS_JSON
+    if not metrics_path.is_file():  # training writes it last
+        raise UserError(f"{root}: incomplete run (no {METRICS_JSON}); train again")
     if not (root / MODEL_FILES["cnn_lstm"]).is_file():
         raise UserError(f"{root}: run folder without a model ({MODEL_FILES['cnn_lstm']}); "
-                        "did training finish?")
+                        "train again")
     config = _read_json(config_path)
     missing = [k for k in REQUIRED_KEYS if k not in config]
     if missing:
@@ -76,8 +81,7 @@ def load_run(path: str | os.PathLike) -> RunInfo:
     if not isinstance(version, int) or version > RUN_FORMAT_VERSION:
         raise UserError(f"{config_path}: format_version {version!r} is newer than this gesturekit "
                         f"understands ({RUN_FORMAT_VERSION}); upgrade gesturekit")
-    metrics_path = root / METRICS_JSON
-    metrics = _read_json(metrics_path) if metrics_path.is_file() else {}
+    metrics = _read_json(metrics_path)
     # config.json has the model's fields under model.json's names; the CNN-LSTM keeps state.
     model_info = read_model_info({"stateful": True, **config}, str(config_path))
     return RunInfo(root=root, config=config, metrics=metrics, model_info=model_info)

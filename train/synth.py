@@ -13,12 +13,12 @@ Frame: x forward, y left, z up; an accelerometer at rest reads +1 g on z (specif
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.core.files import replace_folder
 from gesturekit.device.core.recording import DATASET_TOML, RecordingSpec, write_spec
 from gesturekit.errors import UserError
 
@@ -199,21 +199,23 @@ def write_synthetic_dataset(out: str | Path, cfg: SynthConfig | None = None,
         if not out.is_dir() or (any(out.iterdir()) and not (out / DATASET_TOML).is_file()):
             raise UserError(f"{out}: exists and is not a dataset folder (no {DATASET_TOML}); "
                             "refusing to replace it, choose another --out")
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     rate = cfg.sample_rate_hz
     per_session = int(cfg.minutes * 60 * rate / 2)
-    for k in range(1, cfg.subjects + 1):
-        rng = np.random.default_rng([cfg.seed, k])  # each subject its own stream
-        subject = _subject(rng)
-        for session in (1, 2):
-            data, labels = synth_session(per_session, rate, subject, rng)
-            lines = ["t," + ",".join(CHANNELS) + ",label"]
-            for i, (row, label) in enumerate(zip(data, labels, strict=True)):
-                lines.append(f"{i / rate:.3f}," + ",".join(f"{v:.4f}" for v in row) + f",{label}")
-            (out / f"s{k:02d}_session{session}.csv").write_text("\n".join(lines) + "\n")
-    write_spec(out / DATASET_TOML, RecordingSpec(
-        sample_rate_hz=rate, channels=list(CHANNELS), units=dict(UNITS), label_column="label",
-        time_column="t", time_unit="s", background_label=BACKGROUND, subject_pattern=r"s(\d+)_",
-    ))
+
+    def build(folder: Path) -> None:
+        for k in range(1, cfg.subjects + 1):
+            rng = np.random.default_rng([cfg.seed, k])  # each subject its own stream
+            subject = _subject(rng)
+            for session in (1, 2):
+                data, labels = synth_session(per_session, rate, subject, rng)
+                lines = ["t," + ",".join(CHANNELS) + ",label"]
+                for i, (row, label) in enumerate(zip(data, labels, strict=True)):
+                    lines.append(f"{i / rate:.3f}," + ",".join(f"{v:.4f}" for v in row) + f",{label}")
+                (folder / f"s{k:02d}_session{session}.csv").write_text("\n".join(lines) + "\n")
+        write_spec(folder / DATASET_TOML, RecordingSpec(
+            sample_rate_hz=rate, channels=list(CHANNELS), units=dict(UNITS), label_column="label",
+            time_column="t", time_unit="s", background_label=BACKGROUND, subject_pattern=r"s(\d+)_",
+        ))
+
+    replace_folder(out, build)  # a failure or a kill leaves no folder (or the old one) behind
     return out

@@ -1,12 +1,15 @@
 """`gesturekit train`: load, split, window, run the strategy's phases, evaluate on the test
-subjects once, and write the run folder (config, metrics, models, histories, report)."""
+subjects once, and write the run folder (config, metrics, models, histories, report).
+
+The run is written into a temporary folder beside `--out` and renamed into place only when it
+is whole (metrics.json last), so a training that fails or is killed, even with `--force` over
+an earlier run, leaves that earlier run as it was."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit import __version__
+from gesturekit.device.core.files import replace_folder
 from gesturekit.device.core.windowing import Normalization, label_runs
 from gesturekit.errors import UserError
 from gesturekit.train import crossval
@@ -185,85 +189,90 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
 
     ctx, norm = make_context(split.train, split.val, cfg)
     seconds = {"data": time.perf_counter() - t0}
-    if replace:  # only now that the dataset loaded and split: a bad --data keeps the old run
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    phase_dir = out / "phases"
-    phase_dir.mkdir()
-    results: dict = {}
 
-    progress(f"train: {cfg.strategy} on {dataset.name}, seed {cfg.seed}; subjects train "
-             f"{len(split.train)}, val {len(split.val)}, test {len(split.test)}; windows train "
-             f"{len(ctx.train.y)}, val {len(ctx.val.y)}")
-    if cfg.sandbox:
-        t = time.perf_counter()
-        results["sandbox"] = phases.sandbox(ctx)
-        seconds["sandbox"] = time.perf_counter() - t
-    else:
-        results["sandbox"] = {"passed": None, "skipped": True}
-    cv = None
-    if cfg.folds:
-        t = time.perf_counter()
-        cv = crossval.cross_validate(
-            cfg, split.train + split.val,
-            lambda tr, va: fit_strategy(make_context(tr, va, cfg)[0])[2], progress)
-        seconds["folds"] = time.perf_counter() - t
-        # The shipped model: every non-test subject, for the epochs the folds chose.
-        split = Split(sorted(split.train + split.val, key=subject_order), [], split.test)
-        ctx, norm = make_context(split.train, [], crossval.final_config(cfg, cv["epochs"]))
-        progress(f"final: {len(split.train)} subjects, {len(ctx.train.y)} windows, epochs "
-                 + ", ".join(f"{p} {n}" for p, n in cv["epochs"].items()))
-    config = {
-        "format_version": RUN_FORMAT_VERSION, "gesturekit_version": __version__,
-        "dataset": {"path": str(Path(data).resolve()), "options": options},
-        **cfg.to_dict(),
-        "split": split.to_dict(), "labels": dataset.labels, "channels": dataset.channels,
-        "units": dataset.units, "sample_rate_hz": dataset.sample_rate_hz,
-        "background_label": dataset.background_label, "normalization": norm.to_dict(),
-    }
-    (out / CONFIG_JSON).write_text(json.dumps(config, indent=2) + "\n")
-    model, head, fitted = fit_strategy(ctx)
-    results.update(fitted)
-    seconds.update({name: sum(r["history"]["seconds"]) for name, r in fitted.items()})
-    if head is not None:
-        head.save(out / MODEL_FILES["cnn_head"])
-        head.save_weights(phase_dir / "cnn.weights.h5")
-    model.save(out / MODEL_FILES["cnn_lstm"])
-    for name, result in results.items():
-        (phase_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    def write_run(out: Path) -> dict:
+        """Fit, test and write the run into `out` (a temporary folder beside the final one):
+        a training that fails or is killed leaves the previous run as it was."""
+        nonlocal split, ctx, norm
+        phase_dir = out / "phases"
+        phase_dir.mkdir()
+        results: dict = {}
 
-    # The test subjects are touched here, once, for the final report.
-    test = _arrays(dataset, split.test, cfg, "test")
-    pred = model.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
-    test_scores = scores(test.y, pred, dataset.labels)
-    test_scores["per_subject"] = per_subject_scores(test, pred, dataset.labels)
-    extra = {}
-    if "cnn" in results:
-        head_pred = head.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
-        extra["cnn_head_test"] = {k: v for k, v in scores(test.y, head_pred, dataset.labels).items()
-                                  if k in ("macro_f1", "balanced_accuracy", "accuracy")}
-    seconds["total"] = time.perf_counter() - t0
-    metrics = {
-        "strategy": cfg.strategy, "dataset": config["dataset"]["path"], "seed": cfg.seed,
-        "split": split.to_dict(),
-        "windows": {"train": int(len(ctx.train.y)),
-                    "val": int(len(ctx.val.y)) if ctx.val is not None else 0, "test": int(len(test.y))},
-        "train_class_windows": dict(zip(dataset.labels, np.bincount(
-            ctx.train.y, minlength=len(dataset.labels)).tolist(), strict=True)),
-        "thinning": prepared.get("thinning", {}), "window": prepared["window"],
-        "phases": {name: {k: v for k, v in r.items() if k != "history"}
-                   for name, r in results.items()},
-        # The final model's validation score next to its test score: their gap is how much
-        # worse the model does on people it never saw than on the people it was chosen on.
-        "validation_macro_f1": cv["val_macro_f1_mean"] if cv else
-        results["lstm" if "lstm" in results else "direct"]["best_val_macro_f1"],
-        "cross_validation": cv,
-        "test": test_scores, **extra, "seconds": seconds,
-        "distribute": {"strategy": cfg.distribute, "replicas": replicas},
-    }
-    (out / METRICS_JSON).write_text(json.dumps(metrics, indent=2) + "\n")
-    write_report(out, test_scores, {n: r["history"] for n, r in results.items() if "history" in r},
-                 title=f"gesturekit run: {cfg.strategy}, seed {cfg.seed}", metrics=metrics)
+        progress(f"train: {cfg.strategy} on {dataset.name}, seed {cfg.seed}; subjects train "
+                 f"{len(split.train)}, val {len(split.val)}, test {len(split.test)}; windows train "
+                 f"{len(ctx.train.y)}, val {len(ctx.val.y)}")
+        if cfg.sandbox:
+            t = time.perf_counter()
+            results["sandbox"] = phases.sandbox(ctx)
+            seconds["sandbox"] = time.perf_counter() - t
+        else:
+            results["sandbox"] = {"passed": None, "skipped": True}
+        cv = None
+        if cfg.folds:
+            t = time.perf_counter()
+            cv = crossval.cross_validate(
+                cfg, split.train + split.val,
+                lambda tr, va: fit_strategy(make_context(tr, va, cfg)[0])[2], progress)
+            seconds["folds"] = time.perf_counter() - t
+            # The shipped model: every non-test subject, for the epochs the folds chose.
+            split = Split(sorted(split.train + split.val, key=subject_order), [], split.test)
+            ctx, norm = make_context(split.train, [], crossval.final_config(cfg, cv["epochs"]))
+            progress(f"final: {len(split.train)} subjects, {len(ctx.train.y)} windows, epochs "
+                     + ", ".join(f"{p} {n}" for p, n in cv["epochs"].items()))
+        config = {
+            "format_version": RUN_FORMAT_VERSION, "gesturekit_version": __version__,
+            "dataset": {"path": str(Path(data).resolve()), "options": options},
+            **cfg.to_dict(),
+            "split": split.to_dict(), "labels": dataset.labels, "channels": dataset.channels,
+            "units": dataset.units, "sample_rate_hz": dataset.sample_rate_hz,
+            "background_label": dataset.background_label, "normalization": norm.to_dict(),
+        }
+        (out / CONFIG_JSON).write_text(json.dumps(config, indent=2) + "\n")
+        model, head, fitted = fit_strategy(ctx)
+        results.update(fitted)
+        seconds.update({name: sum(r["history"]["seconds"]) for name, r in fitted.items()})
+        if head is not None:
+            head.save(out / MODEL_FILES["cnn_head"])
+            head.save_weights(phase_dir / "cnn.weights.h5")
+        model.save(out / MODEL_FILES["cnn_lstm"])
+        for name, result in results.items():
+            (phase_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+
+        # The test subjects are touched here, once, for the final report.
+        test = _arrays(dataset, split.test, cfg, "test")
+        pred = model.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
+        test_scores = scores(test.y, pred, dataset.labels)
+        test_scores["per_subject"] = per_subject_scores(test, pred, dataset.labels)
+        extra = {}
+        if "cnn" in results:
+            head_pred = head.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
+            extra["cnn_head_test"] = {k: v for k, v in scores(test.y, head_pred, dataset.labels).items()
+                                      if k in ("macro_f1", "balanced_accuracy", "accuracy")}
+        seconds["total"] = time.perf_counter() - t0
+        metrics = {
+            "strategy": cfg.strategy, "dataset": config["dataset"]["path"], "seed": cfg.seed,
+            "split": split.to_dict(),
+            "windows": {"train": int(len(ctx.train.y)),
+                        "val": int(len(ctx.val.y)) if ctx.val is not None else 0, "test": int(len(test.y))},
+            "train_class_windows": dict(zip(dataset.labels, np.bincount(
+                ctx.train.y, minlength=len(dataset.labels)).tolist(), strict=True)),
+            "thinning": prepared.get("thinning", {}), "window": prepared["window"],
+            "phases": {name: {k: v for k, v in r.items() if k != "history"}
+                       for name, r in results.items()},
+            # The final model's validation score next to its test score: their gap is how much
+            # worse the model does on people it never saw than on the people it was chosen on.
+            "validation_macro_f1": cv["val_macro_f1_mean"] if cv else
+            results["lstm" if "lstm" in results else "direct"]["best_val_macro_f1"],
+            "cross_validation": cv,
+            "test": test_scores, **extra, "seconds": seconds,
+            "distribute": {"strategy": cfg.distribute, "replicas": replicas},
+        }
+        write_report(out, test_scores, {n: r["history"] for n, r in results.items() if "history" in r},
+                     title=f"gesturekit run: {cfg.strategy}, seed {cfg.seed}", metrics=metrics)
+        (out / METRICS_JSON).write_text(json.dumps(metrics, indent=2) + "\n")  # last: the run is whole
+        return metrics
+
+    metrics = replace_folder(out, write_run)
     progress(summary_table(metrics))
     return metrics
 

@@ -8,16 +8,20 @@ the bundle through `write_model_json`; everything that reads one goes through `l
 Format 2 added `event_classes` (the classes announced as events; the others are states, shown
 but never announced) and `postprocess.per_class` (settings per class, from `gesturekit
 calibrate`). A format-1 bundle still loads: every class but the background is an event.
+
+`training.run` is the run folder relative to the bundle's folder (`../run`): a bundle works from
+any working directory and can be moved (with its run, for what needs the run; `calibrate` reads
+the split from `training.split` and needs no run).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from gesturekit.device.core.files import write_atomic
 from gesturekit.device.core.model_info import ModelInfo, json_field, read_model_info
 from gesturekit.errors import UserError
 
@@ -50,27 +54,21 @@ class Bundle(ModelInfo):
                             f"(has: {', '.join(sorted(self.files))})")
         return self.root / self.files[kind]
 
+    def run_folder(self) -> Path | None:
+        """The run folder the bundle was exported from, if it is still there: `training.run`
+        is relative to the bundle's folder, so a bundle moved together with its run still
+        finds it. (Older bundles stored the path as export was given it: an absolute one still
+        resolves, one relative to that working directory does not.)"""
+        run = self.training.get("run")
+        if not isinstance(run, str) or not run:
+            return None
+        path = self.root / run  # an absolute `run` stays itself
+        return path if path.is_dir() else None
+
     def to_json(self) -> dict:
         d = asdict(self)
         d["normalization"] = self.normalization.to_dict()
         return {key: d[key] for key in JSON_KEYS}
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace `path` with `data` (text is written as UTF-8) in one rename: a reader (or a
-    Ctrl-C) never finds half a file, and a failure leaves the old file as it was."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_model_json(bundle: Bundle) -> Path:

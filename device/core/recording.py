@@ -13,11 +13,13 @@ import math
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.core.files import write_atomic
 from gesturekit.device.core.hapt import HaptSource
 from gesturekit.errors import UserError
 
@@ -26,6 +28,8 @@ DATASET_TOML = "dataset.toml"
 MAX_LINE_BYTES = 4096  # a recording line is a few hundred bytes; longer is not a recording
 MAX_SPEC_BYTES = 1 << 16  # a dataset.toml is a dozen lines
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # samples are float32: larger is inf, not data
+MAX_LABEL_CHARS = 200
+TIME_COLUMN_NAMES = ("t", "time", "timestamp", "time_s", "time_ms")  # a time column by its name
 
 
 # The UCI HAPT raw layout (`RawData/acc_expNN_userNN.txt` + `gyro_...`): 50 Hz, acc in g, gyro
@@ -124,11 +128,18 @@ def find_spec(path: str | os.PathLike) -> Path | None:
     return next((d / DATASET_TOML for d in folders if (d / DATASET_TOML).is_file()), None)
 
 
-def rate_from_time(times: list[np.ndarray | None], spec: RecordingSpec, where: str) -> float:
+def rate_from_time(times: list[np.ndarray | None], spec: RecordingSpec, where: str,
+                   columns: list[str] = ()) -> float:
     """The sample rate of sessions from their time columns (read as seconds): one over the
-    median step of them all, rounded to a thousandth of a hertz."""
+    median step of them all, rounded to a thousandth of a hertz. `columns`: the sessions'
+    other columns, to name a time column that is there but not declared."""
     steps = [np.diff(t) for t in times if t is not None and len(t) > 1]
     if not steps:
+        named = next((c for c in columns if c.lower() in TIME_COLUMN_NAMES), None)
+        if spec.time_column is None and named is not None:
+            raise UserError(f"{where}: sample rate unknown; column '{named}' looks like a time "
+                            f"column: declare it (time_column = \"{named}\" in {DATASET_TOML}, or "
+                            f"--time-column {named}), or set sample_rate_hz (or --rate)")
         raise UserError(f"{where}: sample rate unknown; set sample_rate_hz in {DATASET_TOML} "
                         "(or --rate), or add a time column")
     step = float(np.median(np.concatenate(steps)))
@@ -151,7 +162,27 @@ def write_spec(path: str | os.PathLike, spec: RecordingSpec) -> None:
         return repr(v)
 
     lines = [f"{k} = {value(v)}" for k, v in spec.__dict__.items() if v not in (None, {}, [])]
-    Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot be a recording's label, or None. What the writer accepts the reader
+    reads back exactly: the label field is CSV-quoted when it holds a comma or a quote, and
+    the reader strips spaces and reads one sample per line, so a label must not begin or end
+    with a space, nor hold control characters, line breaks or non-UTF-8 text."""
+    if len(label) > MAX_LABEL_CHARS:
+        return f"longer than {MAX_LABEL_CHARS} characters"
+    for ch in label:
+        if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp"):
+            return f"holds the control character or line break {ch!r}"
+    if label != label.strip():
+        return "begins or ends with a space"
+    return None
+
+
+def csv_field(text: str) -> str:
+    """`text` as one CSV field: quoted (quotes doubled) when it holds a comma or a quote."""
+    return f'"{text.replace(chr(34), chr(34) * 2)}"' if "," in text or '"' in text else text
 
 
 @dataclass
@@ -273,11 +304,14 @@ class RecordingWriter:
         self._has_time = time_column is not None
         self._fmt = f"{{:.{decimals}f}}"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.created = not self.path.exists()
         self._file = open(self.path, "a+b")  # noqa: SIM115 - closed by close()/__exit__
         self._file.seek(0)
         existing = self._file.read()
+        self._bytes_before = 0
         if existing:
             cut = existing.rfind(b"\n") + 1
+            self._bytes_before = cut
             if cut < len(existing):
                 self._file.truncate(cut)  # drop the interrupted line; samples before it stay
             first = existing.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
@@ -297,23 +331,39 @@ class RecordingWriter:
         os.fsync(self._file.fileno())
 
     def append(self, data: np.ndarray, labels: list[str] | str, times: np.ndarray | None = None) -> None:
-        """Append samples (N, C) with one label each (or one label for all)."""
+        """Append samples (N, C) with one label each (or one label for all). A label the
+        reader could not read back (`label_problem`) is refused before anything is written."""
         data = np.atleast_2d(data)
         if isinstance(labels, str):
             labels = [labels] * len(data)
         if self._has_time and times is None:
             raise ValueError("this recording has a time column: pass times")
+        fields_of = {}
+        for label in set(labels[:len(data)]):
+            problem = label_problem(label)
+            if problem:
+                raise UserError(f"{self.path}: label {label!r} {problem}; choose another label")
+            fields_of[label] = csv_field(label)
         fmt = self._fmt
         lines = []
         for i, row in enumerate(data):
             fields = ([fmt.format(times[i])] if self._has_time else [])
-            fields += [fmt.format(v) for v in row] + [labels[i]]
+            fields += [fmt.format(v) for v in row] + [fields_of[labels[i]]]
             lines.append(",".join(fields))
         if lines:
             self._write_lines(lines)
 
     def close(self) -> None:
         self._file.close()
+
+    def discard(self) -> None:
+        """Take back what this writer wrote: a file it created is removed, a resumed one cut
+        back to where it ended."""
+        self.close()
+        if self.created:
+            self.path.unlink(missing_ok=True)
+        else:
+            os.truncate(self.path, self._bytes_before)
 
     def __enter__(self) -> RecordingWriter:
         return self
@@ -340,5 +390,5 @@ def load_session(path: str | os.PathLike, rate_hz: float | None = None) -> Sessi
     toml = find_spec(path)
     spec = read_spec(toml) if toml else RecordingSpec()
     rec = read_recording(path, spec)
-    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path))
+    rate = rate_hz or spec.sample_rate_hz or rate_from_time([rec.time], spec, str(path), rec.channels)
     return Session(rec.data, rec.channels, float(rate))

@@ -3,8 +3,12 @@
 Channels come from the stream's header (else `channels`, else ch1..chN); the rate is lines
 per second over the whole session, rounded to whole Hz, unless `rate_hz` is given. Samples
 are appended through `RecordingWriter` every quarter second, so a kill or a pulled cable
-leaves a valid file up to the last full line. Keys typed while recording switch the label:
-`1`..`9` pick from `labels`, `0` goes back to the first label.
+leaves a valid file up to the last full line. A new dataset's `dataset.toml` (channels, the
+time column, the rate when given) is on disk before the session's first sample, so a session
+cut short by a kill is readable as it is (its rate from its time column); at the end the
+measured rate is added. Keys typed while recording switch the label: `1`..`9` pick from
+`labels`, `0` goes back to the first label. Labels the recording format cannot hold are refused
+before the port is opened; a refused session leaves no file behind.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gesturekit.device.core.recording import (
     DATASET_TOML,
     RecordingSpec,
     RecordingWriter,
+    label_problem,
     read_spec,
     write_spec,
 )
@@ -75,6 +80,14 @@ class KeyReader:
             termios.tcsetattr(self._fd, termios.TCSADRAIN, self._saved)
 
 
+def check_labels(label: str, labels: list[str]) -> None:
+    """Refuse, before anything is recorded, a label the recording format cannot hold."""
+    for option, name in [("--label", label)] + [("--labels", name) for name in labels]:
+        problem = label_problem(name)
+        if problem:
+            raise UserError(f"{option} {name!r}: {problem}; a label must read back as written")
+
+
 class Recorder:
     def __init__(self, opts: RecordOptions, keys: KeyReader, log=sys.stderr,
                  on_samples: Callable[[np.ndarray, str, list[str]], None] | None = None):
@@ -87,6 +100,7 @@ class Recorder:
         self.samples = 0
         self.label_counts: dict[str, int] = {}
         self._stop = False
+        self._created: list[Path] = []  # what this session made (undone when it is refused)
 
     def stop(self) -> None:
         self._stop = True
@@ -154,11 +168,12 @@ class Recorder:
             raise UserError(f"port {opts.port}: no samples recorded")
         if self.rate_hz is None:
             if self.samples < MIN_SAMPLES_FOR_RATE or last_sample <= first_sample:
+                self._discard()
                 raise UserError(f"port {opts.port}: {self.samples} samples are too few to measure "
-                                f"the sample rate; record longer or give --rate")
+                                f"the sample rate; record longer or give --rate (nothing kept)")
             # Samples after the first, over the time they took to arrive (whole session).
             self.rate_hz = float(round((self.samples - 1) / (last_sample - first_sample)))
-        self._write_spec()
+            self._add_rate()
         return {"path": str(self.writer.path), "samples": self.samples,
                 "sample_rate_hz": self.rate_hz, "channels": self._channels(),
                 "labels": self.label_counts, "bad_lines": self.parser.stats.bad_lines,
@@ -186,23 +201,46 @@ class Recorder:
 
     def _write(self, batch: list[np.ndarray], labels: list[str], times: list[float]) -> None:
         if self.writer is None:
-            self._check_spec()
+            self._prepare_dataset()
             path = self.opts.out / f"{self.opts.session}.csv"
             self.writer = RecordingWriter(path, self._channels(), time_column="t")
         self.writer.append(np.concatenate(batch), labels, np.array(times))
 
-    def _check_spec(self) -> None:
-        """An existing dataset must have the same channels."""
-        toml = self.opts.out / DATASET_TOML
+    def _prepare_dataset(self) -> None:
+        """Before the first sample: an existing dataset must have the same channels; a new
+        one gets its dataset.toml now, so whatever is recorded can be read even if this process
+        dies (the rate comes from the time column until the end adds the measured one)."""
+        out = self.opts.out
+        toml = out / DATASET_TOML
         if toml.is_file():
             spec = read_spec(toml)
             if spec.channels and spec.channels != self._channels():
                 raise UserError(f"{toml}: channels {spec.channels} differ from the stream's "
                                 f"{self._channels()}; record into another folder")
-
-    def _write_spec(self) -> None:
-        toml = self.opts.out / DATASET_TOML
-        if toml.is_file():
             return
-        write_spec(toml, RecordingSpec(sample_rate_hz=self.rate_hz, channels=self._channels(),
-                                       label_column="label", time_column="t", time_unit="s"))
+        if not out.exists():
+            out.mkdir(parents=True)
+            self._created.append(out)
+        write_spec(toml, self._spec())
+        self._created.append(toml)
+
+    def _spec(self) -> RecordingSpec:
+        return RecordingSpec(sample_rate_hz=self.rate_hz, channels=self._channels(),
+                             label_column="label", time_column="t", time_unit="s")
+
+    def _add_rate(self) -> None:
+        """The measured rate into the dataset.toml this session wrote (one another session or
+        the user wrote is theirs: left alone)."""
+        toml = self.opts.out / DATASET_TOML
+        if toml in self._created:
+            write_spec(toml, self._spec())
+
+    def _discard(self) -> None:
+        """Undo a refused session: its samples (the file, when it made it), and the
+        dataset.toml and folder it made when no other session is there."""
+        self.writer.discard()
+        for path in reversed(self._created):  # the dataset.toml, then the folder
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            elif path.is_file() and not any(path.parent.glob("*.csv")):
+                path.unlink()
