@@ -419,11 +419,13 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
         run = root / name
         run.mkdir()
         (run / "config.json").write_text(config)
+        (run / "metrics.json").write_text("{}")  # complete: the config is what is wrong
         (run / "model.keras").write_bytes(b"not read: the config is refused first")
         paths[name] = run
     model_less = root / "model_less_run"
     model_less.mkdir()
     (model_less / "config.json").write_text("{}")
+    (model_less / "metrics.json").write_text("{}")
     paths["model_less_run"] = model_less
     for name, text in {"cut_bundle": '{"format_version": 2, "labels": ["a"',
                        "typed_bundle": '{"format_version": "two"}'}.items():

@@ -273,10 +273,9 @@ def test_record_label_with_a_comma_and_quotes_reads_back(recording, tmp_path):
     path, data = recording
     sim, pty_path = start("simulate", str(path), "--pty", "--speed", "4")
     out = tmp_path / "recorded"
-    try:
+    try:  # no --rate: the rate is the time column's (the simulator's 200 Hz, at --speed 4)
         result = subprocess.run([*GESTUREKIT, "record", "--port", pty_path, "--label", "a,b",
-                                 "--out", str(out), "--session", "s", "--samples", "200",
-                                 "--rate", "50"],
+                                 "--out", str(out), "--session", "s", "--samples", "200"],
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                 timeout=60)
     finally:
