@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from gesturekit.device.core.bundle import MODEL_JSON, Bundle, write_model_json
-from gesturekit.device.core.files import replace_folder
+from gesturekit.device.core.files import check_replaceable, replace_folder
 from gesturekit.device.core.model_info import check_event_classes
 from gesturekit.errors import UserError
 from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
@@ -48,17 +48,6 @@ def check_tflm_ops(ops: list[str], kind: str) -> list[str]:
     return [known["ops"][op] for op in ops]
 
 
-def prepare_output(out: Path, force: bool) -> None:
-    """Refuse an existing output folder unless --force; never replace a non-bundle folder."""
-    if not out.exists():
-        return
-    if not force:
-        raise UserError(f"{out}: already exists; pass --force to replace it")
-    if not out.is_dir() or (any(out.iterdir()) and not (out / MODEL_JSON).is_file()):
-        raise UserError(f"{out}: exists and is not a model bundle (no {MODEL_JSON}); "
-                        "refusing to replace it, choose another --out")
-
-
 @dataclass
 class ExportResult:
     out: Path
@@ -79,7 +68,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     if model not in MODELS:
         raise UserError(f"unknown --model {model!r}; expected one of {', '.join(MODELS)}")
     out = Path(out)
-    prepare_output(out, force)
+    check_replaceable(out, force, MODEL_JSON, "model bundle")
     run = load_run(run_path)
     kind = MODELS[model]
     # The bundle's model: the run's, stateless for the CNN head, with the chosen event classes.

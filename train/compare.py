@@ -520,17 +520,12 @@ def train_auto(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dic
     the comparison in `out/strategy/` and the reason in its report. Returns its metrics."""
     import shutil
 
-    from gesturekit.device.core.files import replace_folder
+    from gesturekit.device.core.files import check_replaceable, replace_folder
     from gesturekit.train.report import REPORT_MD
     from gesturekit.train.runs import CONFIG_JSON, METRICS_JSON
 
     out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not force:
-            raise UserError(f"{out}: exists and is not empty; choose another --out or pass --force")
-        if not (out / CONFIG_JSON).is_file():
-            raise UserError(f"{out}: exists and is not a run folder (no {CONFIG_JSON}); "
-                            "refusing to replace it, choose another --out")
+    check_replaceable(out, force, CONFIG_JSON, "run folder")
     cfg = copy.deepcopy(cfg)
     cfg.folds = cfg.folds or AUTO_FOLDS
     variants = [Variant(s, {"strategy": s}, s) for s in STRATEGIES]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gesturekit.device.core.files import replace_folder
+from gesturekit.device.core.files import check_replaceable, replace_folder
 from gesturekit.device.core.recording import DATASET_TOML, RecordingSpec, write_spec
 from gesturekit.errors import UserError
 
@@ -193,12 +193,7 @@ def write_synthetic_dataset(out: str | Path, cfg: SynthConfig | None = None,
     """Write the dataset folder; the same config gives byte-identical files."""
     cfg = cfg or SynthConfig()
     out = Path(out)
-    if out.exists():
-        if not force:
-            raise UserError(f"{out}: already exists; choose another --out or add --force")
-        if not out.is_dir() or (any(out.iterdir()) and not (out / DATASET_TOML).is_file()):
-            raise UserError(f"{out}: exists and is not a dataset folder (no {DATASET_TOML}); "
-                            "refusing to replace it, choose another --out")
+    check_replaceable(out, force, DATASET_TOML, "dataset folder")
     rate = cfg.sample_rate_hz
     per_session = int(cfg.minutes * 60 * rate / 2)
 

@@ -12,12 +12,13 @@ import json
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from gesturekit import __version__
-from gesturekit.device.core.files import replace_folder
+from gesturekit.device.core.files import check_replaceable, replace_folder
 from gesturekit.device.core.windowing import Normalization, label_runs
 from gesturekit.errors import UserError
 from gesturekit.train import crossval
@@ -146,30 +147,39 @@ def fit_strategy(ctx) -> tuple[object, object | None, dict]:
 
 def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict | None = None,
               force: bool = False, progress: Callable[[str], None] = print) -> dict:
-    """Train with `cfg` on the dataset at `data` and write the run folder `out`; returns metrics."""
-    from gesturekit.train import phases
-    from gesturekit.train.report import write_report
+    """Train with `cfg` on the dataset at `data` and write the run folder `out`; returns metrics.
 
+    Everything that can refuse the inputs (the output folder, the dataset, the split, the
+    first windows) runs before anything is written; the run is then built beside `out` and
+    swapped in whole."""
     out = Path(out)
-    replace = out.exists() and (not out.is_dir() or any(out.iterdir()))
-    if replace:
-        if not force:
-            raise UserError(f"{out}: exists and is not empty; choose another --out or pass --force")
-        if not (out / CONFIG_JSON).is_file():
-            raise UserError(f"{out}: exists and is not a run folder (no {CONFIG_JSON}); "
-                            "refusing to replace it, choose another --out")
-    options = options or {}
+    check_replaceable(out, force, CONFIG_JSON, "run folder")
     t0 = time.perf_counter()
+    options = options or {}
     dataset, split, prepared = prepare_dataset(data, options, cfg)
-    triads = channel_triads(dataset.channels, dataset.units)
+    make_context, replicas = seeded_contexts(cfg, dataset, progress)
+    ctx, norm = make_context(split.train, split.val, cfg)
+    run = _Training(data, options, cfg, dataset, prepared, replicas, make_context, progress, t0,
+                    split, ctx, norm, seconds={"data": time.perf_counter() - t0})
+    metrics = replace_folder(out, run.write)
+    progress(summary_table(metrics))
+    return metrics
 
+
+def seeded_contexts(cfg: TrainConfig, dataset: Dataset,
+                    progress: Callable[[str], None]) -> tuple[Callable, int]:
+    """Seed Keras, TensorFlow and numpy, choose the distribution scope; returns a function
+    that makes the phases' context for a set of subjects, and the scope's replicas."""
     import keras
     import tensorflow as tf
+
+    from gesturekit.train import phases
 
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     scope, replicas = _scope(cfg.distribute)
+    triads = channel_triads(dataset.channels, dataset.units)
 
     def make_context(train_subjects: list[str], val_subjects: list[str],
                      run_cfg: TrainConfig) -> tuple[phases.Context, Normalization]:
@@ -187,94 +197,145 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
                               normalize=norm.apply, scope=scope, aug_context=(triads, norm.std),
                               progress=progress), norm
 
-    ctx, norm = make_context(split.train, split.val, cfg)
-    seconds = {"data": time.perf_counter() - t0}
+    return make_context, replicas
 
-    def write_run(out: Path) -> dict:
-        """Fit, test and write the run into `out` (a temporary folder beside the final one):
-        a training that fails or is killed leaves the previous run as it was."""
-        nonlocal split, ctx, norm
-        phase_dir = out / "phases"
-        phase_dir.mkdir()
-        results: dict = {}
 
-        progress(f"train: {cfg.strategy} on {dataset.name}, seed {cfg.seed}; subjects train "
-                 f"{len(split.train)}, val {len(split.val)}, test {len(split.test)}; windows train "
-                 f"{len(ctx.train.y)}, val {len(ctx.val.y)}")
-        if cfg.sandbox:
-            t = time.perf_counter()
-            results["sandbox"] = phases.sandbox(ctx)
-            seconds["sandbox"] = time.perf_counter() - t
-        else:
-            results["sandbox"] = {"passed": None, "skipped": True}
-        cv = None
-        if cfg.folds:
-            t = time.perf_counter()
-            cv = crossval.cross_validate(
-                cfg, split.train + split.val,
-                lambda tr, va: fit_strategy(make_context(tr, va, cfg)[0])[2], progress)
-            seconds["folds"] = time.perf_counter() - t
-            # The shipped model: every non-test subject, for the epochs the folds chose.
-            split = Split(sorted(split.train + split.val, key=subject_order), [], split.test)
-            ctx, norm = make_context(split.train, [], crossval.final_config(cfg, cv["epochs"]))
-            progress(f"final: {len(split.train)} subjects, {len(ctx.train.y)} windows, epochs "
-                     + ", ".join(f"{p} {n}" for p, n in cv["epochs"].items()))
-        config = {
+@dataclass
+class _Training:
+    """One `train_run` after its inputs were accepted: `write` builds the run folder step by
+    step; the folds may replace the split, context and normalisation with the final model's."""
+
+    data: str
+    options: dict
+    cfg: TrainConfig
+    dataset: Dataset
+    prepared: dict
+    replicas: int
+    make_context: Callable
+    progress: Callable[[str], None]
+    t0: float
+    split: Split
+    ctx: object  # phases.Context
+    norm: Normalization
+    seconds: dict
+    results: dict = field(default_factory=dict)
+    cv: dict | None = None
+
+    def write(self, work: Path) -> dict:
+        """Sandbox, folds, fit, test, report, into `work` (a folder beside the run's place)."""
+        from gesturekit.train.report import write_report
+
+        self.progress(f"train: {self.cfg.strategy} on {self.dataset.name}, seed {self.cfg.seed}; "
+                      f"subjects train {len(self.split.train)}, val {len(self.split.val)}, test "
+                      f"{len(self.split.test)}; windows train {len(self.ctx.train.y)}, val "
+                      f"{len(self.ctx.val.y)}")
+        self.sandbox()
+        self.cross_validate()
+        config = self.config()
+        (work / CONFIG_JSON).write_text(json.dumps(config, indent=2) + "\n")
+        model, head = self.fit(work)
+        test, test_scores, extra = self.test(model, head)
+        self.seconds["total"] = time.perf_counter() - self.t0
+        metrics = self.metrics(config, test, test_scores, extra)
+        histories = {n: r["history"] for n, r in self.results.items() if "history" in r}
+        write_report(work, test_scores, histories, metrics=metrics,
+                     title=f"gesturekit run: {self.cfg.strategy}, seed {self.cfg.seed}")
+        (work / METRICS_JSON).write_text(json.dumps(metrics, indent=2) + "\n")  # last: the run is whole
+        return metrics
+
+    def sandbox(self) -> None:
+        """Phase 1: can the architecture learn a small balanced subset at all? (exit 3 if not)"""
+        from gesturekit.train import phases
+
+        if not self.cfg.sandbox:
+            self.results["sandbox"] = {"passed": None, "skipped": True}
+            return
+        t = time.perf_counter()
+        self.results["sandbox"] = phases.sandbox(self.ctx)
+        self.seconds["sandbox"] = time.perf_counter() - t
+
+    def cross_validate(self) -> None:
+        """With --folds: score the strategy on subject folds, then set up the shipped model:
+        every non-test subject, for the epochs the folds chose."""
+        if not self.cfg.folds:
+            return
+        t = time.perf_counter()
+        self.cv = crossval.cross_validate(
+            self.cfg, self.split.train + self.split.val,
+            lambda tr, va: fit_strategy(self.make_context(tr, va, self.cfg)[0])[2], self.progress)
+        self.seconds["folds"] = time.perf_counter() - t
+        self.split = Split(sorted(self.split.train + self.split.val, key=subject_order), [],
+                           self.split.test)
+        self.ctx, self.norm = self.make_context(self.split.train, [],
+                                                crossval.final_config(self.cfg, self.cv["epochs"]))
+        self.progress(f"final: {len(self.split.train)} subjects, {len(self.ctx.train.y)} windows, "
+                      "epochs " + ", ".join(f"{p} {n}" for p, n in self.cv["epochs"].items()))
+
+    def config(self) -> dict:
+        """config.json: what the run was trained with and on, enough to cut its windows again."""
+        d = self.dataset
+        return {
             "format_version": RUN_FORMAT_VERSION, "gesturekit_version": __version__,
-            "dataset": {"path": str(Path(data).resolve()), "options": options},
-            **cfg.to_dict(),
-            "split": split.to_dict(), "labels": dataset.labels, "channels": dataset.channels,
-            "units": dataset.units, "sample_rate_hz": dataset.sample_rate_hz,
-            "background_label": dataset.background_label, "normalization": norm.to_dict(),
+            "dataset": {"path": str(Path(self.data).resolve()), "options": self.options},
+            **self.cfg.to_dict(),
+            "split": self.split.to_dict(), "labels": d.labels, "channels": d.channels,
+            "units": d.units, "sample_rate_hz": d.sample_rate_hz,
+            "background_label": d.background_label, "normalization": self.norm.to_dict(),
         }
-        (out / CONFIG_JSON).write_text(json.dumps(config, indent=2) + "\n")
-        model, head, fitted = fit_strategy(ctx)
-        results.update(fitted)
-        seconds.update({name: sum(r["history"]["seconds"]) for name, r in fitted.items()})
-        if head is not None:
-            head.save(out / MODEL_FILES["cnn_head"])
-            head.save_weights(phase_dir / "cnn.weights.h5")
-        model.save(out / MODEL_FILES["cnn_lstm"])
-        for name, result in results.items():
-            (phase_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
 
-        # The test subjects are touched here, once, for the final report.
-        test = _arrays(dataset, split.test, cfg, "test")
-        pred = model.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
-        test_scores = scores(test.y, pred, dataset.labels)
-        test_scores["per_subject"] = per_subject_scores(test, pred, dataset.labels)
+    def fit(self, work: Path) -> tuple[object, object | None]:
+        """The strategy's phases; the models and each phase's result written into `work`."""
+        model, head, fitted = fit_strategy(self.ctx)
+        self.results.update(fitted)
+        self.seconds.update({name: sum(r["history"]["seconds"]) for name, r in fitted.items()})
+        phase_dir = work / "phases"
+        phase_dir.mkdir()
+        if head is not None:
+            head.save(work / MODEL_FILES["cnn_head"])
+            head.save_weights(phase_dir / "cnn.weights.h5")
+        model.save(work / MODEL_FILES["cnn_lstm"])
+        for name, result in self.results.items():
+            (phase_dir / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+        return model, head
+
+    def test(self, model, head) -> tuple[Arrays, dict, dict]:
+        """The test subjects, touched here once: scores overall and per subject (and the
+        three-phase CNN head's, for comparison)."""
+        labels = self.dataset.labels
+        test = _arrays(self.dataset, self.split.test, self.cfg, "test")
+        x = self.norm.apply(test.x)
+        pred = model.predict(x, batch_size=512, verbose=0).argmax(axis=1)
+        test_scores = scores(test.y, pred, labels)
+        test_scores["per_subject"] = per_subject_scores(test, pred, labels)
         extra = {}
-        if "cnn" in results:
-            head_pred = head.predict(norm.apply(test.x), batch_size=512, verbose=0).argmax(axis=1)
-            extra["cnn_head_test"] = {k: v for k, v in scores(test.y, head_pred, dataset.labels).items()
+        if "cnn" in self.results:
+            head_pred = head.predict(x, batch_size=512, verbose=0).argmax(axis=1)
+            extra["cnn_head_test"] = {k: v for k, v in scores(test.y, head_pred, labels).items()
                                       if k in ("macro_f1", "balanced_accuracy", "accuracy")}
-        seconds["total"] = time.perf_counter() - t0
-        metrics = {
-            "strategy": cfg.strategy, "dataset": config["dataset"]["path"], "seed": cfg.seed,
-            "split": split.to_dict(),
-            "windows": {"train": int(len(ctx.train.y)),
-                        "val": int(len(ctx.val.y)) if ctx.val is not None else 0, "test": int(len(test.y))},
-            "train_class_windows": dict(zip(dataset.labels, np.bincount(
-                ctx.train.y, minlength=len(dataset.labels)).tolist(), strict=True)),
-            "thinning": prepared.get("thinning", {}), "window": prepared["window"],
+        return test, test_scores, extra
+
+    def metrics(self, config: dict, test: Arrays, test_scores: dict, extra: dict) -> dict:
+        """metrics.json."""
+        labels, train_y, results = self.dataset.labels, self.ctx.train.y, self.results
+        return {
+            "strategy": self.cfg.strategy, "dataset": config["dataset"]["path"], "seed": self.cfg.seed,
+            "split": self.split.to_dict(),
+            "windows": {"train": int(len(train_y)),
+                        "val": int(len(self.ctx.val.y)) if self.ctx.val is not None else 0,
+                        "test": int(len(test.y))},
+            "train_class_windows": dict(zip(labels, np.bincount(
+                train_y, minlength=len(labels)).tolist(), strict=True)),
+            "thinning": self.prepared.get("thinning", {}), "window": self.prepared["window"],
             "phases": {name: {k: v for k, v in r.items() if k != "history"}
                        for name, r in results.items()},
             # The final model's validation score next to its test score: their gap is how much
             # worse the model does on people it never saw than on the people it was chosen on.
-            "validation_macro_f1": cv["val_macro_f1_mean"] if cv else
+            "validation_macro_f1": self.cv["val_macro_f1_mean"] if self.cv else
             results["lstm" if "lstm" in results else "direct"]["best_val_macro_f1"],
-            "cross_validation": cv,
-            "test": test_scores, **extra, "seconds": seconds,
-            "distribute": {"strategy": cfg.distribute, "replicas": replicas},
+            "cross_validation": self.cv,
+            "test": test_scores, **extra, "seconds": self.seconds,
+            "distribute": {"strategy": self.cfg.distribute, "replicas": self.replicas},
         }
-        write_report(out, test_scores, {n: r["history"] for n, r in results.items() if "history" in r},
-                     title=f"gesturekit run: {cfg.strategy}, seed {cfg.seed}", metrics=metrics)
-        (out / METRICS_JSON).write_text(json.dumps(metrics, indent=2) + "\n")  # last: the run is whole
-        return metrics
-
-    metrics = replace_folder(out, write_run)
-    progress(summary_table(metrics))
-    return metrics
 
 
 def summary_table(metrics: dict) -> str:

@@ -2,6 +2,8 @@
 one where a reader looks, and never loses the one that was there before.
 
 - `write_atomic(path, data)`: a file, written beside its target, fsynced and renamed over it.
+- `check_replaceable(out, force, marker, what)`: the one rule for an output folder that
+  exists: empty, it is used; otherwise only with --force, and only when it is one of ours.
 - `replace_folder(final, build)`: a folder (a run, a bundle, a dataset) built by `build(tmp)`
   in a temporary folder beside `final`, fsynced, then swapped in with one rename. Until the
   swap a reader sees the old folder, whole; after it, the new one, whole. A `build` that
@@ -30,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from gesturekit.errors import UserError
+
 T = TypeVar("T")
 PAUSE_ENV = "GK_TEST_PAUSE"
 _RENAME_EXCHANGE = 2  # linux/fs.h
@@ -52,6 +56,19 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def check_replaceable(out: Path, force: bool, marker: str, what: str) -> None:
+    """Refuse, in one line, to replace an existing `out` that holds anything unless `force`,
+    and even then unless it is a `what` (it holds `marker`): --force never deletes a folder of
+    the user's that merely shares the name."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not force:
+        raise UserError(f"{out}: already exists; choose another --out or pass --force")
+    if not (out / marker).is_file():
+        raise UserError(f"{out}: exists and is not a {what} (no {marker}); refusing to replace "
+                        "it, choose another --out")
 
 
 def replace_folder(final: str | os.PathLike, build: Callable[[Path], T]) -> T:
