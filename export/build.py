@@ -62,94 +62,29 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     """Export a run's model to a bundle folder; check parity on the run's test split.
     `event_classes`: the classes announced as events (default: every class but the
     background)."""
-    from gesturekit.train.datasets import balanced_subset
-    from gesturekit.train.runs import load_keras_model, load_run, run_windows
+    from gesturekit.train.runs import run_windows
 
     if model not in MODELS:
         raise UserError(f"unknown --model {model!r}; expected one of {', '.join(MODELS)}")
     out = Path(out)
     check_replaceable(out, force, MODEL_JSON, "model bundle")
-    run = load_run(run_path)
-    kind = MODELS[model]
-    # The bundle's model: the run's, stateless for the CNN head, with the chosen event classes.
-    chosen = check_event_classes(event_classes, run.model_info.labels,
-                                 run.model_info.background_label, str(run.root))
-    info = replace(run.model_info, stateful=kind == "cnn_lstm", event_classes=chosen)
-    keras_model = load_keras_model(run, kind)
-    n_classes, window, channels = len(info.labels), info.window, len(info.channels)
-    if tuple(keras_model.input_shape[1:]) != (window, channels) or \
-            keras_model.output_shape[-1] != n_classes:
-        raise UserError(f"{run.root}: model input {keras_model.input_shape} / output "
-                        f"{keras_model.output_shape} do not match the run's window {window}, "
-                        f"{channels} channels and {n_classes} labels")
+    run, info, keras_model = _load_model(run_path, MODELS[model], event_classes)
     train, test = run_windows(run, "train"), run_windows(run, "test")
     if len(train.y) == 0 or len(test.y) == 0:
         raise UserError(f"{run.root}: the run's dataset gives no labelled train or test windows")
-
-    rebuilt = tflite.rebuild_for_tflite(keras_model, kind, run.model_config, window, channels,
-                                        n_classes)
-    seed = int(run.config.get("seed", 0))
-    calibration = train.x[balanced_subset(train.y, tflite.CALIBRATION_PER_CLASS, seed)]
-    models = tflite.convert(rebuilt, calibration)
-    onnx_bytes = onnx_export.convert_onnx(keras_model, window, channels)
-
+    converted = _convert(run, MODELS[model], keras_model, info, train)
     keras_probs = parity.keras_probabilities(keras_model, test.x)
 
-    int8_ops = flatbuffer.model_ops(models.int8_model)
-    resolver_methods = check_tflm_ops(int8_ops, kind)
-    int8_graph = flatbuffer.read_graph(models.int8_model)
-    arena = report.arena_estimate(int8_graph)
-    arena_bytes = report.recommended_arena(arena)
-    t_in = int8_graph.tensors[int8_graph.inputs[0]]
-    t_out = int8_graph.tensors[int8_graph.outputs[0]]
-    quantization = {"input": {"scale": t_in.scale[0], "zero_point": t_in.zero_point[0]},
-                    "output": {"scale": t_out.scale[0], "zero_point": t_out.zero_point[0]}}
-
-    # The run as seen from the bundle's folder: valid wherever the two move together.
-    run_from_bundle = os.path.relpath(run.root.resolve(), out.resolve())
-
     def build(work: Path) -> tuple[Bundle, dict, bool]:
-        (work / FILES["float"]).write_bytes(models.float_model)
-        (work / FILES["int8"]).write_bytes(models.int8_model)
-        (work / FILES["onnx"]).write_bytes(onnx_bytes)
-        carray.write_c_sources(work, models.int8_model, carray.SketchConfig(
-            info, quantization, int8_ops, resolver_methods, arena_bytes))
-        ops = {FILES["float"]: flatbuffer.model_ops(models.float_model),
-               FILES["int8"]: int8_ops, FILES["onnx"]: onnx_export.onnx_ops(onnx_bytes)}
-        test_metrics = run.metrics.get("test", {})
-        bundle = Bundle(
-            **vars(info), root=work, files=dict(FILES), quantization=quantization, ops=ops,
-            training={"run": run_from_bundle, "model": kind, "dataset": run.config["dataset"],
-                      "split": run.split, "seed": run.config.get("seed"),
-                      "strategy": run.config.get("strategy"),
-                      "test_macro_f1": test_metrics.get("macro_f1"),
-                      "per_class_f1": {k: v.get("f1") for k, v in
-                                       test_metrics.get("per_class", {}).items()}},
-            parity={},
-        )
+        bundle = _write_model_files(work, converted, info, run, MODELS[model], out)
         # Parity runs the written files through the runner's own Classifier (deployed path).
         probs = {"keras": keras_probs, **_bundle_probabilities(bundle, test.x)}
-        agreement = {name: parity.compare(keras_probs, p, test.y, n_classes).to_dict()
+        agreement = {name: parity.compare(keras_probs, p, test.y, len(info.labels)).to_dict()
                      for name, p in probs.items()}
         float_ok = all(agreement[n]["max_abs_diff"] <= FLOAT_MAX_ABS_DIFF and
                        agreement[n]["argmax_agreement"] >= FLOAT_MIN_AGREEMENT
                        for n in ("float", "onnx"))
-        summary = {
-            "model": kind, "run": str(run.root), "labels": info.labels, "channels": info.channels,
-            "window": window, "hop": info.hop, "sample_rate_hz": info.sample_rate_hz,
-            "params": int(keras_model.count_params()), "macs": report.count_macs(keras_model),
-            "stateful": info.stateful, "run_macro_f1": test_metrics.get("macro_f1"),
-            "files": {name: {"bytes": (work / name).stat().st_size, "ops": ops.get(name, [])}
-                      for name in FILES.values() if name != FILES["report"]},
-            "arena": {**asdict(arena), "recommended": arena_bytes},
-            "tflm_source": tflm_ops()["source"],
-            "lstm_patches": {k: [asdict(p) for p in v] for k, v in models.patches.items() if v},
-            "parity": {**agreement, "windows": int(len(test.y)), "float_ok": float_ok},
-            "thresholds": {"max_abs_diff": FLOAT_MAX_ABS_DIFF,
-                           "argmax_agreement": FLOAT_MIN_AGREEMENT},
-            "cost_vs_cnn_lstm": (_head_cost(run, test, agreement, work)
-                                 if kind == "cnn_head" else None),
-        }
+        summary = _summary(work, run, bundle, keras_model, converted, test, agreement, float_ok)
         bundle.parity = summary["parity"]
         write_model_json(bundle)
         summary["session_plot"] = _plot_test_session(run, work)
@@ -161,6 +96,107 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
 
     bundle, summary, float_ok = replace_folder(out, build)
     return ExportResult(out, bundle, summary, float_ok)
+
+
+def _load_model(run_path: str | Path, kind: str, event_classes: list[str] | None):
+    """The run, the bundle's model metadata (the run's; stateless for the CNN head; the chosen
+    event classes) and the Keras model, checked against each other."""
+    from gesturekit.train.runs import load_keras_model, load_run
+
+    run = load_run(run_path)
+    chosen = check_event_classes(event_classes, run.model_info.labels,
+                                 run.model_info.background_label, str(run.root))
+    info = replace(run.model_info, stateful=kind == "cnn_lstm", event_classes=chosen)
+    keras_model = load_keras_model(run, kind)
+    n_classes, window, channels = len(info.labels), info.window, len(info.channels)
+    if tuple(keras_model.input_shape[1:]) != (window, channels) or \
+            keras_model.output_shape[-1] != n_classes:
+        raise UserError(f"{run.root}: model input {keras_model.input_shape} / output "
+                        f"{keras_model.output_shape} do not match the run's window {window}, "
+                        f"{channels} channels and {n_classes} labels")
+    return run, info, keras_model
+
+
+@dataclass
+class _Converted:
+    """The model in every format, and what the int8 one needs on a board."""
+
+    models: tflite.TfliteModels
+    onnx: bytes
+    int8_ops: list[str]
+    resolver_methods: list[str]
+    arena: report.ArenaEstimate
+    arena_bytes: int
+    quantization: dict
+
+
+def _convert(run, kind: str, keras_model, info, train) -> _Converted:
+    """TFLite float and full int8 (calibrated on a seeded balanced subset of the training
+    windows), ONNX; the int8 model's TFLM ops, arena and input/output quantisation."""
+    from gesturekit.train.datasets import balanced_subset
+
+    window, channels = info.window, len(info.channels)
+    rebuilt = tflite.rebuild_for_tflite(keras_model, kind, run.model_config, window, channels,
+                                        len(info.labels))
+    seed = int(run.config.get("seed", 0))
+    models = tflite.convert(rebuilt, train.x[balanced_subset(train.y, tflite.CALIBRATION_PER_CLASS,
+                                                             seed)])
+    int8_ops = flatbuffer.model_ops(models.int8_model)
+    int8_graph = flatbuffer.read_graph(models.int8_model)
+    arena = report.arena_estimate(int8_graph)
+    t_in = int8_graph.tensors[int8_graph.inputs[0]]
+    t_out = int8_graph.tensors[int8_graph.outputs[0]]
+    return _Converted(
+        models, onnx_export.convert_onnx(keras_model, window, channels), int8_ops,
+        check_tflm_ops(int8_ops, kind), arena, report.recommended_arena(arena),
+        {"input": {"scale": t_in.scale[0], "zero_point": t_in.zero_point[0]},
+         "output": {"scale": t_out.scale[0], "zero_point": t_out.zero_point[0]}})
+
+
+def _write_model_files(work: Path, converted: _Converted, info, run, kind: str, out: Path) -> Bundle:
+    """The model files and C sources written into `work`; the bundle that describes them
+    (model.json is written once parity is known)."""
+    models = converted.models
+    (work / FILES["float"]).write_bytes(models.float_model)
+    (work / FILES["int8"]).write_bytes(models.int8_model)
+    (work / FILES["onnx"]).write_bytes(converted.onnx)
+    carray.write_c_sources(work, models.int8_model, carray.SketchConfig(
+        info, converted.quantization, converted.int8_ops, converted.resolver_methods,
+        converted.arena_bytes))
+    ops = {FILES["float"]: flatbuffer.model_ops(models.float_model),
+           FILES["int8"]: converted.int8_ops, FILES["onnx"]: onnx_export.onnx_ops(converted.onnx)}
+    test_metrics = run.metrics.get("test", {})
+    return Bundle(
+        **vars(info), root=work, files=dict(FILES), quantization=converted.quantization, ops=ops,
+        # The run as seen from the bundle's folder: valid wherever the two move together.
+        training={"run": os.path.relpath(run.root.resolve(), out.resolve()), "model": kind,
+                  "dataset": run.config["dataset"], "split": run.split,
+                  "seed": run.config.get("seed"), "strategy": run.config.get("strategy"),
+                  "test_macro_f1": test_metrics.get("macro_f1"),
+                  "per_class_f1": {k: v.get("f1") for k, v in
+                                   test_metrics.get("per_class", {}).items()}},
+        parity={},
+    )
+
+
+def _summary(work: Path, run, bundle: Bundle, keras_model, converted: _Converted, test,
+             agreement: dict, float_ok: bool) -> dict:
+    """What report.md shows: the model, its files and ops, the arena, the patches, parity."""
+    kind = bundle.training["model"]
+    return {
+        "model": kind, "run": str(run.root), "labels": bundle.labels, "channels": bundle.channels,
+        "window": bundle.window, "hop": bundle.hop, "sample_rate_hz": bundle.sample_rate_hz,
+        "params": int(keras_model.count_params()), "macs": report.count_macs(keras_model),
+        "stateful": bundle.stateful, "run_macro_f1": run.metrics.get("test", {}).get("macro_f1"),
+        "files": {name: {"bytes": (work / name).stat().st_size, "ops": bundle.ops.get(name, [])}
+                  for name in FILES.values() if name != FILES["report"]},
+        "arena": {**asdict(converted.arena), "recommended": converted.arena_bytes},
+        "tflm_source": tflm_ops()["source"],
+        "lstm_patches": {k: [asdict(p) for p in v] for k, v in converted.models.patches.items() if v},
+        "parity": {**agreement, "windows": int(len(test.y)), "float_ok": float_ok},
+        "thresholds": {"max_abs_diff": FLOAT_MAX_ABS_DIFF, "argmax_agreement": FLOAT_MIN_AGREEMENT},
+        "cost_vs_cnn_lstm": (_head_cost(run, test, agreement, work) if kind == "cnn_head" else None),
+    }
 
 
 def _bundle_probabilities(bundle: Bundle, x) -> dict:
