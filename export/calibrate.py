@@ -312,16 +312,8 @@ def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = Non
     sessions, info = _validation_sessions(bundle, data, choose_backend(bundle, backend, int8))
 
     is_event = np.isin(np.arange(len(bundle.labels)), [bundle.labels.index(e) for e in events])
-    averages = {k: [] for k in SMOOTHING}  # k -> per session (top class, averaged probs)
-    for s, k in itertools.product(sessions, SMOOTHING):
-        avg = np.array([smoothed(list(s.probs[max(0, i - k + 1): i + 1]))
-                        for i in range(len(s.probs))]).reshape(len(s.probs), -1)
-        averages[k].append((avg.argmax(axis=1), avg))
-    rate = bundle.sample_rate_hz
-    background = [(s.ids == UNLABELLED) | (s.ids == bundle.background_index) for s in sessions]
-    hours = {"background": sum(int(b.sum()) for b in background) / rate / 3600,
-             "states": sum(int((~b & ~is_event[np.maximum(s.ids, 0)]).sum())
-                           for s, b in zip(sessions, background, strict=True)) / rate / 3600}
+    averages = _smoothed_outputs(sessions)
+    hours = _hours(bundle, sessions, is_event)
     check_enough(bundle, sessions, events, hours, max_false_per_hour, data,
                  info["validation_subjects"])
     options = {e: class_options(bundle, sessions, bundle.labels.index(e), is_event, averages)
@@ -361,6 +353,27 @@ def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = Non
     finally:
         bundle.root = final
     return bundle.calibration
+
+
+def _smoothed_outputs(sessions: list) -> dict[int, list]:
+    """For each smoothing k of the grid, per session: (top class, averaged probabilities) of
+    every window, as the detector would average them."""
+    averages = {k: [] for k in SMOOTHING}
+    for s, k in itertools.product(sessions, SMOOTHING):
+        avg = np.array([smoothed(list(s.probs[max(0, i - k + 1): i + 1]))
+                        for i in range(len(s.probs))]).reshape(len(s.probs), -1)
+        averages[k].append((avg.argmax(axis=1), avg))
+    return averages
+
+
+def _hours(bundle: Bundle, sessions: list, is_event: np.ndarray) -> dict[str, float]:
+    """Hours of background (unlabelled or the background class) and of states (labelled, not
+    an event class) in the validation sessions: what false events are counted over."""
+    rate = bundle.sample_rate_hz
+    background = [(s.ids == UNLABELLED) | (s.ids == bundle.background_index) for s in sessions]
+    return {"background": sum(int(b.sum()) for b in background) / rate / 3600,
+            "states": sum(int((~b & ~is_event[np.maximum(s.ids, 0)]).sum())
+                          for s, b in zip(sessions, background, strict=True)) / rate / 3600}
 
 
 def _write(bundle: Bundle, header: str | None, header_where: str, options: dict,

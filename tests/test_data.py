@@ -69,7 +69,8 @@ def test_synthetic_default_is_imbalanced_and_reproducible(tmp_path, capsys):
     assert len(info["subjects"]) == 8 and info["channels"] == ["ax", "ay", "az", "gx", "gy", "gz"]
 
 
-def test_synth_refuses_existing_folder(tmp_path, capsys):
+def test_synth_refuses_a_folder_that_holds_anything(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")  # an empty folder is used; this one is not
     code, _, err = run_cli(capsys, "data", "synth", "--out", str(tmp_path))
     assert code == 2 and "already exists" in err and "--force" in err
 

@@ -447,30 +447,8 @@ def compare(data: str, out: str | os.PathLike, base: TrainConfig, variants: list
     progress(f"compare: {len(specs)} runs ({len(variants)} variants x {len(seeds)} seeds"
              + (f", {folds} folds each" if folds else "") + f"), {len(rows)} already done; "
              f"{pool.describe()}")
-    running: dict = {}
-    t0 = time.perf_counter()
-    finished_here = 0
     try:
-        while todo or running:
-            while todo and len(running) < pool.slots:
-                spec = todo.pop(0)
-                running[pool.submit(execute_run, spec)] = spec
-                progress(f"  started {spec['key']}")
-            for handle, result in pool.finished(list(running), timeout=1.0):
-                spec = running.pop(handle)
-                row = result if isinstance(result, dict) else {
-                    **{k: spec[k] for k in ("key", "variant", "seed", "hash", "run")},
-                    "status": "failed", "error": _one_line(result), "seconds": 0.0, "host": "?"}
-                rows[spec["key"]] = row
-                finished_here += 1
-                left = len(todo) + len(running)
-                eta = (time.perf_counter() - t0) / finished_here * left
-                what = (f"macro-F1 {row['macro_f1']:.3f}" if row["status"] == "ok"
-                        else f"FAILED: {row['error']}")
-                progress(f"[{len(rows)}/{len(specs)}] {row['key']}: {what} ({row['seconds']:.0f} s, "
-                         f"{row['host']}); running {len(running)}, left {len(todo)}"
-                         + (f", ETA {_duration(eta)}" if left else ""))
-                record()
+        _run_pending(pool, todo, rows, len(specs), record, progress)
     except KeyboardInterrupt:
         pool.close(interrupted=True)
         state["status"] = "interrupted"
@@ -482,6 +460,35 @@ def compare(data: str, out: str | os.PathLike, base: TrainConfig, variants: list
     state["status"] = "complete"
     record()
     return state
+
+
+def _run_pending(pool, todo: list[dict], rows: dict, total: int, record: Callable[[], None],
+                 progress: Callable[[str], None]) -> None:
+    """Keep the pool's slots busy until every run of `todo` has its row in `rows` (a failed
+    run too, with its error); `record` saves the state after each."""
+    running: dict = {}
+    t0 = time.perf_counter()
+    finished_here = 0
+    while todo or running:
+        while todo and len(running) < pool.slots:
+            spec = todo.pop(0)
+            running[pool.submit(execute_run, spec)] = spec
+            progress(f"  started {spec['key']}")
+        for handle, result in pool.finished(list(running), timeout=1.0):
+            spec = running.pop(handle)
+            row = result if isinstance(result, dict) else {
+                **{k: spec[k] for k in ("key", "variant", "seed", "hash", "run")},
+                "status": "failed", "error": _one_line(result), "seconds": 0.0, "host": "?"}
+            rows[spec["key"]] = row
+            finished_here += 1
+            left = len(todo) + len(running)
+            eta = (time.perf_counter() - t0) / finished_here * left
+            what = (f"macro-F1 {row['macro_f1']:.3f}" if row["status"] == "ok"
+                    else f"FAILED: {row['error']}")
+            progress(f"[{len(rows)}/{total}] {row['key']}: {what} ({row['seconds']:.0f} s, "
+                     f"{row['host']}); running {len(running)}, left {len(todo)}"
+                     + (f", ETA {_duration(eta)}" if left else ""))
+            record()
 
 
 def check_inputs(data: str, options: dict, base: TrainConfig) -> None:

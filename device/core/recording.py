@@ -226,47 +226,10 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
     """
     spec = spec or RecordingSpec()
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read ({e.strerror})") from e
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: byte {e.start}: not UTF-8 text; expected a CSV recording") from e
-    # Lines end at "\n" only (str.splitlines would also split at \x1c, \u2028, ...).
-    lines = text.split("\n")
-    lines = [line + "\n" for line in lines[:-1]]  # the last piece is unterminated: dropped
-    if not lines:
-        raise UserError(f"{path}: empty file; expected a header row of column names")
-    if len(lines) == 1:
-        raise UserError(f"{path}: a header row and no samples (a recording stopped before its "
-                        "first sample?); expected sample lines after it: remove the file or record again")
-    for n, line in enumerate(lines):
-        if len(line) > MAX_LINE_BYTES:
-            raise UserError(f"{path}:{n + 1}: line longer than {MAX_LINE_BYTES} characters; "
-                            "expected one sample per line")
+    lines = _csv_lines(path)
     rows = csv.reader(lines)
     header = [h.strip() for h in _next_row(rows, path, 1)]
-    if len(set(header)) != len(header):
-        raise UserError(f"{path}:1: duplicate column names in header {header}")
-
-    def column(name: str, what: str) -> int:
-        if name not in header:
-            raise UserError(f"{path}:1: no {what} column '{name}' in header (have: {', '.join(header)})")
-        return header.index(name)
-
-    label_idx = column(spec.label_column, "label")
-    time_idx = column(spec.time_column, "time") if spec.time_column else None
-    if spec.channels is not None:
-        channels = list(spec.channels)
-        chan_idx = [column(c, "channel") for c in channels]
-    else:
-        chan_idx = [i for i in range(len(header)) if i not in (label_idx, time_idx)]
-        channels = [header[i] for i in chan_idx]
-    if not chan_idx:
-        raise UserError(f"{path}:1: no channel columns in header {header}")
-
+    label_idx, time_idx, channels, chan_idx = _columns(header, spec, path)
     data = np.empty((len(lines) - 1, len(chan_idx)), dtype=np.float32)
     times = np.empty(len(lines) - 1) if time_idx is not None else None
     labels: list[str] = []
@@ -287,6 +250,56 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
     if times is not None and spec.time_unit == "ms":
         times = times / 1000.0
     return Recording(str(path), channels, data, np.array(labels, dtype=str), times)
+
+
+def _csv_lines(path: Path) -> list[str]:
+    """The file's whole lines (the header and at least one sample), each with its line end."""
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: byte {e.start}: not UTF-8 text; expected a CSV recording") from e
+    # Lines end at "\n" only (str.splitlines would also split at \x1c, \u2028, ...).
+    lines = text.split("\n")
+    lines = [line + "\n" for line in lines[:-1]]  # the last piece is unterminated: dropped
+    if not lines:
+        raise UserError(f"{path}: empty file; expected a header row of column names")
+    if len(lines) == 1:
+        raise UserError(f"{path}: a header row and no samples (a recording stopped before its "
+                        "first sample?); expected sample lines after it: remove the file or record again")
+    for n, line in enumerate(lines):
+        if len(line) > MAX_LINE_BYTES:
+            raise UserError(f"{path}:{n + 1}: line longer than {MAX_LINE_BYTES} characters; "
+                            "expected one sample per line")
+    return lines
+
+
+def _columns(header: list[str], spec: RecordingSpec,
+             path: Path) -> tuple[int, int | None, list[str], list[int]]:
+    """Where the label, time and channel columns are: (label, time or None, channel names,
+    channel indices); the spec's channels by name, else every other column in order."""
+    if len(set(header)) != len(header):
+        raise UserError(f"{path}:1: duplicate column names in header {header}")
+
+    def column(name: str, what: str) -> int:
+        if name not in header:
+            raise UserError(f"{path}:1: no {what} column '{name}' in header (have: {', '.join(header)})")
+        return header.index(name)
+
+    label_idx = column(spec.label_column, "label")
+    time_idx = column(spec.time_column, "time") if spec.time_column else None
+    if spec.channels is not None:
+        channels = list(spec.channels)
+        chan_idx = [column(c, "channel") for c in channels]
+    else:
+        chan_idx = [i for i in range(len(header)) if i not in (label_idx, time_idx)]
+        channels = [header[i] for i in chan_idx]
+    if not chan_idx:
+        raise UserError(f"{path}:1: no channel columns in header {header}")
+    return label_idx, time_idx, channels, chan_idx
 
 
 class RecordingWriter:
