@@ -164,6 +164,12 @@ class Recorder:
                 self._write(batch, labels, times)
             if self.writer:
                 self.writer.close()
+        return self._finish(first_sample, last_sample, ended)
+
+    def _finish(self, first_sample: float | None, last_sample: float | None, ended: str) -> dict:
+        """After the port closed: the rate measured from the arrival times when not given
+        (too few samples: the session is discarded), and the summary."""
+        opts = self.opts
         if self.writer is None:
             raise UserError(f"port {opts.port}: no samples recorded")
         if self.rate_hz is None:
