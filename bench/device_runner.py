@@ -85,14 +85,8 @@ def baseline_run(seconds: float, nap: float, session: Path) -> dict:
             "lines": int(lines)}
 
 
-def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dict:
-    data = load_session(session).data
-    sink = PtySink(link=None)
-    run = subprocess.Popen([sys.executable, "-m", "gesturekit.cli", "run", "--port", sink.device,
-                            "--model", bundle, "--json", "--windows", "--threshold", "0",
-                            "--smoothing", "1", "--min-consecutive", "1", "--refractory", "0",
-                            *flags],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def timed_json_lines(run: subprocess.Popen) -> tuple[list[tuple[float, dict]], threading.Thread]:
+    """`run --json`'s lines as they arrive, each with its arrival time (a reader thread)."""
     lines: list[tuple[float, dict]] = []
 
     def read_stdout() -> None:
@@ -101,6 +95,18 @@ def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dic
 
     reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
+    return lines, reader
+
+
+def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dict:
+    data = load_session(session).data
+    sink = PtySink(link=None)
+    run = subprocess.Popen([sys.executable, "-m", "gesturekit.cli", "run", "--port", sink.device,
+                            "--model", bundle, "--json", "--windows", "--threshold", "0",
+                            "--smoothing", "1", "--min-consecutive", "1", "--refractory", "0",
+                            *flags],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines, reader = timed_json_lines(run)
     written = play_board(sink, data, seconds)
     time.sleep(0.5)
     run.send_signal(2)  # SIGINT: the runner prints its summary and exits 0

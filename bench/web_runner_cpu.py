@@ -22,14 +22,14 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from device_runner import SESSION, play_board
+from device_runner import SESSION, play_board, timed_json_lines
 
-from gesturekit.device.live.simulate import PtySink, load_session
+from gesturekit.device.core.recording import load_session
+from gesturekit.device.live.simulate import PtySink
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "web_runner_cpu.json"
@@ -78,14 +78,7 @@ def one_run(bundle: str, case: str, seconds: float, data: np.ndarray) -> dict:
             line = run.stderr.readline()
         url = line.split(": ", 1)[1].strip()
         page = open_browser(url) if case == "page" else stuck_page(url)
-    lines: list[tuple[float, dict]] = []
-
-    def read_stdout() -> None:
-        for text in run.stdout:
-            lines.append((time.monotonic(), json.loads(text)))
-
-    reader = threading.Thread(target=read_stdout, daemon=True)
-    reader.start()
+    lines, reader = timed_json_lines(run)
     written = play_board(sink, data, seconds)
     time.sleep(0.5)
     shown = None
