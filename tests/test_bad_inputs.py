@@ -310,14 +310,13 @@ NOT_APPLICABLE = {
     ("emulate", RATES): "plays one recording",
     ("emulate", SUBJECTS): "plays one recording",
     ("emulate", KILLED): "builds into a cache keyed by its inputs; QEMU writes nothing",
-    ("calibrate", KILLED): "replaces model.json, model_config.h and report.md each atomically "
-                           "(a temporary file renamed over it)",
 }
 # Pairs whose rows live in another test file (a process killed mid-write needs SIGKILL timing).
 COVERED_ELSEWHERE = {
     ("data synth", KILLED): "tests/test_kill.py",
     ("train", KILLED): "tests/test_kill.py",
     ("export", KILLED): "tests/test_kill.py",
+    ("calibrate", KILLED): "tests/test_kill.py",
     ("record", KILLED): "tests/test_kill.py, tests/test_durability.py",
 }
 
