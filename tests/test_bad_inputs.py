@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import pty
+import select
 import signal
 import subprocess
 import sys
@@ -450,8 +451,9 @@ def snapshot(*roots: Path) -> dict[str, str]:
 # --- running a row -----------------------------------------------------------------------------
 
 class Board:
-    """A real pty whose other side sends `data` every 0.1 s for 3 s (what comes before the
-    reader opens the port is flushed), then hangs up or stays silent until closed."""
+    """A real pty whose other side, once a reader has opened the port, sends `data` every
+    0.1 s for 3 s, then hangs up or stays silent until closed. (The 3 s start at the open, not
+    at creation: a command that starts slowly on a loaded machine sees the same stream.)"""
 
     def __init__(self, data: bytes, hangup: bool = False):
         self.master, slave = pty.openpty()
@@ -462,7 +464,18 @@ class Board:
         self._thread = threading.Thread(target=self._play, daemon=True)
         self._thread.start()
 
+    def _reader_opened(self) -> bool:
+        """The master reports a hang-up while no one has the port open (as PtySink checks)."""
+        events = select.poll()
+        events.register(self.master, select.POLLHUP)
+        return not any(ev & select.POLLHUP for _, ev in events.poll(0))
+
     def _play(self) -> None:
+        deadline = time.monotonic() + 60.0
+        while not self._reader_opened() and time.monotonic() < deadline:
+            if self._stop.wait(0.01):  # the command ended without opening the port
+                break
+        time.sleep(0.1)  # pyserial's open() ends with a flush of what came before
         end = time.monotonic() + 3.0
         while self._data and time.monotonic() < end and not self._stop.wait(0.1):
             try:

@@ -241,8 +241,8 @@ def add_compare_command(commands: argparse._SubParsersAction) -> None:
                     "--quick), then --config, then the flags below, then each variant's own.",
         epilog=epilog("gesturekit compare mydata --out cmp --seeds 5 --apply best.json",
                       "gesturekit compare mydata --out cmp --strategies direct,wide.toml --workers 2",
-                      other="; 1 every run failed, for a reason other than the input (see "
-                            "compare.md)"))
+                      other="; 3 every run failed the phase-1 sandbox gate; 1 every run "
+                            "failed, for a reason other than the input (see compare.md)"))
     compare.add_argument("data", help="dataset folder (recording format), HAPT folder or zip")
     compare.add_argument("--strategies", default="direct,three-phase",
                          help="comma-separated strategy names and/or .json/.toml config files; the "

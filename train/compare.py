@@ -548,7 +548,8 @@ def train_auto(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dic
         rec = state["recommendation"]
         row = next((r for r in state["runs"] if r["variant"] == rec["variant"]), None)
         if row is None or row["status"] != "ok":
-            raise UserError(f"--strategy auto: no strategy finished its run ({row and row['error']})")
+            why = row["error"] if row else "no run recorded"
+            raise UserError(f"--strategy auto: no strategy finished its run ({why})")
         for item in Path(row["run"]).iterdir():
             item.rename(work / item.name)
         for name in ("runs", "logs"):

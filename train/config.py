@@ -182,7 +182,7 @@ def check_value(value, hint, bounds: Range, where: str) -> None:
     kind = float if float in typing.get_args(hint) or hint is float else int
     wanted = (expectation(kind, bounds) if bounds != ANY and not typing.get_origin(hint)
               else _kind_name(hint) + ("" if bounds == ANY else f", each {bounds}"))
-    raise UserError(f"{where}: expected {wanted}, got {json.dumps(value)}")
+    raise UserError(f"{where}: expected {wanted}, got {json.dumps(value, default=str)}")
 
 
 def _check_values(cls: type, values: dict, where: str, prefix: str = "") -> None:

@@ -75,9 +75,13 @@ def replace_folder(final: str | os.PathLike, build: Callable[[Path], T]) -> T:
     """Build a folder with `build(tmp)` beside `final` and put it in `final`'s place in one
     rename (over the old folder, if any); returns what `build` returns. The caller decides
     beforehand whether `final` may be replaced."""
-    final = Path(final)
+    # Absolute: "." or "sub/.." cannot be renamed, the folder they name can.
+    final = Path(os.path.abspath(final))
     if final.is_symlink():  # replace the folder it points to, not the link
         final = final.resolve()
+    if os.path.ismount(final):  # a rename cannot move a mount point: say so before any work
+        raise UserError(f"{final}: a mount point; the folder is built beside it and renamed into "
+                        "place, so choose a folder inside it")
     if final.parent.exists() and not final.parent.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(final.parent))
     final.parent.mkdir(parents=True, exist_ok=True)
