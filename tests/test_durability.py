@@ -166,3 +166,20 @@ def test_port_vanishing_mid_write_leaves_a_valid_recording(board, tmp_path):
     assert len(pos) > 500 and (np.diff(pos) == 1).all()  # one unbroken run of the stream
     assert json.dumps(rec.channels) == json.dumps(CHANNELS)
     assert (out / "take.csv").read_bytes().endswith(b"\n")
+
+
+def test_a_folder_replaced_from_inside_it(tmp_path, monkeypatch):
+    """`calibrate .` inside the bundle, `train --out .` in an empty folder: the folder named
+    "." is swapped whole like any other (a rename of "." itself fails with EBUSY)."""
+    from gesturekit.device.core.files import replace_folder
+
+    (tmp_path / "old.txt").write_text("old")
+    monkeypatch.chdir(tmp_path)
+
+    def build(work: Path) -> str:
+        (work / "new.txt").write_text("new")
+        return "built"
+
+    assert replace_folder(".", build) == "built"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.txt"]
+    assert not [p for p in tmp_path.parent.iterdir() if ".partial-" in p.name]
