@@ -120,8 +120,8 @@ def _add_record_command(commands: argparse._SubParsersAction) -> None:
                       "gesturekit record --port socket://board:7000 --label punch --out mydata "
                       "--samples 5000 --channels ax,ay,az",
                       done=" (--seconds or --samples reached, or Ctrl-C)",
-                      other="; whatever the code, the samples recorded are kept, except a session too short to "
-                            "measure its rate (give --rate), which is removed"))
+                      other="; whatever the code, the samples recorded are kept, except a "
+                            "session too short to measure its rate (give --rate), which is removed"))
     rec.add_argument("--port", required=True, help="serial port or pyserial URL")
     rec.add_argument("--label", required=True, help="label of the samples (key 0 returns to it)")
     rec.add_argument("--labels", type=lambda s: [x for x in s.split(",") if x], default=[],
