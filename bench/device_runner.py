@@ -98,6 +98,19 @@ def timed_json_lines(run: subprocess.Popen) -> tuple[list[tuple[float, dict]], t
     return lines, reader
 
 
+def stop_runner(run: subprocess.Popen, reader: threading.Thread, sink: PtySink,
+                lines: list[tuple[float, dict]]) -> dict:
+    """Stop the runner with SIGINT (it prints its summary and exits 0), close the board; the
+    summary."""
+    run.send_signal(2)
+    run.wait(timeout=30)
+    reader.join(timeout=10)
+    sink.close()
+    summary = lines[-1][1]
+    assert summary["kind"] == "summary", summary
+    return summary
+
+
 def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dict:
     data = load_session(session).data
     sink = PtySink(link=None)
@@ -108,13 +121,8 @@ def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dic
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines, reader = timed_json_lines(run)
     written = play_board(sink, data, seconds)
-    time.sleep(0.5)
-    run.send_signal(2)  # SIGINT: the runner prints its summary and exits 0
-    run.wait(timeout=30)
-    reader.join(timeout=10)
-    sink.close()
-    summary = lines[-1][1]
-    assert summary["kind"] == "summary", summary
+    time.sleep(0.5)  # the last lines arrive
+    summary = stop_runner(run, reader, sink, lines)
     window_ms = [1000 * (t - written[r["sample"]]) for t, r in lines if r["kind"] == "window"]
     event_ms = [1000 * (t - written[r["sample"]]) for t, r in lines if r["kind"] == "event"]
     stream_s = summary["seconds"]

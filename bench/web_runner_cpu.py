@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from device_runner import SESSION, play_board, timed_json_lines
+from device_runner import SESSION, play_board, stop_runner, timed_json_lines
 
 from gesturekit.device.core.recording import load_session
 from gesturekit.device.live.simulate import PtySink
@@ -87,12 +87,7 @@ def one_run(bundle: str, case: str, seconds: float, data: np.ndarray) -> dict:
         page.quit()
     elif page is not None:
         page.close()
-    run.send_signal(2)  # SIGINT: the runner prints its summary and exits 0
-    run.wait(timeout=30)
-    reader.join(timeout=10)
-    sink.close()
-    summary = lines[-1][1]
-    assert summary["kind"] == "summary", summary
+    summary = stop_runner(run, reader, sink, lines)
     window_ms = [1000 * (t - written[r["sample"]]) for t, r in lines if r["kind"] == "window"]
     return {
         "case": case, "stream_seconds": summary["seconds"], "samples": summary["samples"],
