@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,16 +245,22 @@ def counts_on_page(driver) -> dict[str, int]:
             for b in driver.find_elements("css selector", "#labels button")}
 
 
+def record_with_page(pty_path: str, out: Path, session: str, *options: str) -> subprocess.Popen:
+    """`gesturekit record` from the pty into `out`/`session`.csv, first label idle, with a page
+    on a free port (its URL on stderr)."""
+    return subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "idle",
+                             "--out", str(out), "--session", session, *options,
+                             "--web", "127.0.0.1:0"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
 @needs_chromium
 def test_record_page_label_buttons_label_what_record_writes(recording, tmp_path, browser):  # noqa: F811
     path, data = recording
     sim, pty_path = start("simulate", str(path), "--pty", "--speed", "4", "--loop")  # 200 Hz
     out = tmp_path / "recorded"
-    rec = subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "idle",
-                            "--labels", "walk,jump", "--out", str(out), "--session", "take1",
-                            "--samples", "800", "--web", "127.0.0.1:0"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    rec = record_with_page(pty_path, out, "take1", "--labels", "walk,jump", "--samples", "800")
     try:
         browser.get(page_url(rec))
         wait_for(lambda: has_samples(out / "take1.csv"), "no sample recorded")
@@ -287,11 +294,7 @@ def test_record_page_guided_mode_prompts_and_labels_each_gesture(recording, tmp_
     path, _ = recording
     sim, pty_path = start("simulate", str(path), "--pty", "--speed", "2", "--loop")  # 100 Hz
     out = tmp_path / "recorded"
-    rec = subprocess.Popen([*GESTUREKIT, "record", "--port", pty_path, "--label", "idle",
-                            "--labels", "jump", "--out", str(out), "--session", "guided",
-                            "--rate", "100", "--web", "127.0.0.1:0"],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
+    rec = record_with_page(pty_path, out, "guided", "--labels", "jump", "--rate", "100")
     prompts = []
 
     def prompt_is(phase: str) -> bool:
