@@ -123,7 +123,9 @@ class WebServer:
                     return
             n = os.write(self._stdin, data)
             if n < len(data):
-                self._pending = data[n:][:PENDING_MAX] if len(data) - n <= PENDING_MAX else b""
+                # The rest of the cut line goes first next time; one too long to keep is
+                # dropped, but its line still ends there, so only that line is lost.
+                self._pending = data[n:] if len(data) - n <= PENDING_MAX else b"\n"
         except BlockingIOError:
             self.dropped += 1
         except (BrokenPipeError, OSError) as e:
@@ -288,7 +290,7 @@ class RecordLink:
 
     def _flush(self, now: float) -> None:
         if self._rows:
-            self.server.send((json.dumps({"t": "b", "n": self._rows, "s": _array(self._blocks, 1),
+            self.server.send((json.dumps({"t": "b", "n": self._rows, "s": _array(self._blocks, self._rows),
                                           "l": self._labels}) + "\n").encode())
             self._blocks, self._labels, self._rows = [], [], 0
         self._next_send = now + 1.0 / SEND_HZ
