@@ -230,7 +230,7 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
     rows = csv.reader(lines)
     header = [h.strip() for h in _next_row(rows, path, 1)]
     label_idx, time_idx, channels, chan_idx = _columns(header, spec, path)
-    data = np.empty((len(lines) - 1, len(chan_idx)), dtype=np.float32)
+    values = np.empty((len(lines) - 1, len(chan_idx)))  # as parsed; float32 once checked
     times = np.empty(len(lines) - 1) if time_idx is not None else None
     labels: list[str] = []
     for n in range(len(lines) - 1):
@@ -238,18 +238,29 @@ def read_recording(path: str | os.PathLike, spec: RecordingSpec | None = None) -
         row = _next_row(rows, path, n + 2)
         if len(row) != len(header):
             raise UserError(f"{where}: expected {len(header)} fields ({','.join(header)}), got {len(row)}")
-        values = [_number(row[i], where, header[i]) for i in chan_idx]
-        for i, value in zip(chan_idx, values, strict=True):
-            if abs(value) > FLOAT32_MAX:
-                raise UserError(f"{where}: column '{header[i]}': {row[i].strip()} is beyond "
-                                f"float32's range (±{FLOAT32_MAX:.4g}); expected a sensor reading")
-        data[n] = values
+        values[n] = [_number(row[i], where, header[i]) for i in chan_idx]
         if times is not None:
             times[n] = _number(row[time_idx], where, header[time_idx])
         labels.append(row[label_idx].strip())
+    _check_float32(values, lines, header, chan_idx, path)
     if times is not None and spec.time_unit == "ms":
         times = times / 1000.0
-    return Recording(str(path), channels, data, np.array(labels, dtype=str), times)
+    return Recording(str(path), channels, values.astype(np.float32), np.array(labels, dtype=str),
+                     times)
+
+
+def _check_float32(values: np.ndarray, lines: list[str], header: list[str], chan_idx: list[int],
+                   path: Path) -> None:
+    """Samples are float32: the first of the parsed `values` beyond its range is an error
+    naming its line, column and text (stored, it would be inf)."""
+    bad = np.argwhere(np.abs(values) > FLOAT32_MAX)
+    if not len(bad):
+        return
+    n, j = (int(v) for v in bad[0])
+    i = chan_idx[j]
+    text = next(csv.reader([lines[n + 1]]))[i].strip()
+    raise UserError(f"{path}:{n + 2}: column '{header[i]}': {text} is beyond float32's range "
+                    f"(±{FLOAT32_MAX:.4g}); expected a sensor reading")
 
 
 def _csv_lines(path: Path) -> list[str]:
