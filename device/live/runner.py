@@ -335,23 +335,20 @@ class Runner:
 
     # --- reporting ----------------------------------------------------------------------------
 
-    def _percentiles(self) -> dict:
-        return latency_percentiles(self.stats.latencies_ms)
-
     def health(self) -> dict:
         """The stream's numbers so far, for the status line and the view."""
         s = self.parser.stats
         return {"samples": s.samples, "bad_lines": s.bad_lines, "windows": self.stats.windows,
                 "events": self.stats.events, "gaps": self.stats.gaps,
                 "reconnects": self.stats.reconnects, "rate_hz": self.stats.rate_hz,
-                "latency_ms": self._percentiles()}
+                "latency_ms": latency_percentiles(self.stats.latencies_ms)}
 
     def _summary(self, cpu_s: float) -> dict:
         s = self.parser.stats
         summary = {
             "kind": "summary", "samples": s.samples, "bad_lines": s.bad_lines,
             "windows": self.stats.windows, "events": self.stats.events,
-            "latency_ms": self._percentiles(), "gaps": self.stats.gaps,
+            "latency_ms": latency_percentiles(self.stats.latencies_ms), "gaps": self.stats.gaps,
             "reconnects": self.stats.reconnects, "ended": self.stats.ended,
             "seconds": round(self._clock() - self._start, 3),
             "rate_hz": round(self.stats.rate_hz, 2) if self.stats.rate_hz else None,
