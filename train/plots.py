@@ -2,7 +2,7 @@
 bands and, with a model bundle, the per-window predictions and the events the
 post-processing would announce, so a person can see where and why the model is wrong.
 
-The session is read with the simulator's loader (`device.core.recording.load_session`: what
+The session is read with the loader the simulator uses (`device.core.recording.load_session`: what
 `simulate` would play) and predictions go through the runner's own code, the one offline
 replay `device.core.stream_eval.replay` that `evaluate --stream` and `calibrate` use too. So the
 events in the picture are those `run` prints and `evaluate --stream` scores: event classes
