@@ -219,6 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.web is not None:
         output.follow(runner)
     _on_signals(runner.stop)
+    signal.signal(signal.SIGUSR1, lambda *_: runner.request_frame())
     # What is loaded by now lives as long as the process; frozen, the cyclic garbage collector
     # stops walking it on every collection (measured: 15% of the runner's CPU otherwise).
     gc.freeze()

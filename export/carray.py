@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from gesturekit.device.core.frame import accelerometer, reference_samples, triads
 from gesturekit.device.core.model_info import ModelInfo, announced_classes
 from gesturekit.errors import UserError
 
@@ -115,6 +116,7 @@ constexpr bool kStateful = {str(model.stateful).lower()};
 // Tensor arena estimate in bytes (see report.md for how); check with arena_used_bytes().
 constexpr int kTensorArenaBytes = {cfg.arena_bytes};
 
+{reference_block(model)}
 {postprocess_block(model.labels, model.background_label, model.postprocess, model.event_classes)}
 // Ops for a tflite::MicroMutableOpResolver<kNumOps>; returns false if one failed.
 constexpr int kNumOps = {len(cfg.ops)};
@@ -128,6 +130,29 @@ inline bool AddModelOps(Resolver& resolver) {{
 }}  // namespace gesturekit
 
 #endif  // GESTUREKIT_MODEL_CONFIG_H_
+"""
+
+
+def reference_block(model: ModelInfo) -> str:
+    """The reference-pose constants of `model_config.h` (gk_frame.h): how many first samples
+    set the frame, the training gravity, the x/y/z channel triads and which is the accelerometer."""
+    pose = model.reference_pose
+    groups = triads(model.channels)
+    acc = groups.index(accelerometer(model.channels, model.units, "model.json")) if pose else 0
+    samples = reference_samples(pose.seconds, model.sample_rate_hz) if pose else 1
+    gravity = pose.gravity if pose else (0.0, 0.0, 1.0)
+    rows = ", ".join("{" + ", ".join(map(str, t)) + "}" for t in groups or [[0, 0, 0]])
+    name = f"{pose.label}, {pose.seconds:g} s" if pose else "none: unused"
+    return f"""// Reference pose ({name}): the first kReferenceSamples samples set the frame (their
+// mean accelerometer is this sensor's gravity), then every x/y/z triad of later samples is
+// turned so that it matches kReferenceGravity, the training sessions' median.
+// gk::ReferenceFrame does it as `gesturekit run` does.
+constexpr bool kHasReferencePose = {str(pose is not None).lower()};
+constexpr int kReferenceSamples = {samples};
+constexpr double kReferenceGravity[3] = {{{", ".join(f"{v:.17g}" for v in gravity)}}};
+constexpr int kNumTriads = {max(1, len(groups))};
+constexpr int kTriads[kNumTriads][3] = {{{rows}}};
+constexpr int kAccTriad = {acc};  // the accelerometer's row of kTriads
 """
 
 

@@ -488,3 +488,59 @@ def test_tflm_runs_the_exported_model_like_the_runner(replay, bundle, stream):
     agreement = np.mean(np.array(tflm_top) == np.array(runner_top))
     assert len(tflm_top) == len(runner_top) > 40
     assert agreement >= 0.98, f"TFLM picks the runner's class on {agreement:.1%} of windows"
+
+
+FRAME_MAIN = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "gk_frame.h"
+// stdin: samples, target x y z, rows; then rows of 6 hex floats. stdout: the turned rows.
+int main() {
+  int samples, rows;
+  double target[3];
+  if (scanf("%d %la %la %la %d", &samples, &target[0], &target[1], &target[2], &rows) != 5) return 1;
+  static const int kTriads[2][3] = {{0, 1, 2}, {3, 4, 5}};
+  gk::ReferenceFrame frame(samples, target, kTriads, 2, 0);
+  float in[6], out[6];
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < 6; ++c)
+      if (scanf("%a", &in[c]) != 1) return 1;
+    frame.apply(in, out, 6);
+    for (int c = 0; c < 6; ++c) printf("%a%c", out[c], c == 5 ? '\n' : ' ');
+  }
+  printf("degrees %a\n", frame.degrees());
+  return 0;
+}
+"""
+
+
+def test_the_board_turns_a_stream_exactly_as_the_runner(tmp_path):
+    """gk::ReferenceFrame (gk_frame.h) against device.core.frame.StreamFrame: the same float32
+    bits for every value of a tilted stream, and the same angle."""
+    from gesturekit.device.core.frame import ReferencePose, StreamFrame, rotation_onto
+
+    source = tmp_path / "frame_main.cc"
+    source.write_text(FRAME_MAIN)
+    binary = compile_cpp([source], tmp_path / "frame_main", [LIBRARY_SRC])
+    rng = np.random.default_rng(7)
+    tilt = rotation_onto(np.array([0.0, 0.0, 1.0]), np.array([0.3, -0.2, 0.93]) / np.linalg.norm(
+        [0.3, -0.2, 0.93]))
+    data = np.hstack([(rng.normal(0, 0.3, (500, 3)) + [0, 0, 1]) @ tilt.T,
+                      rng.normal(0, 2.0, (500, 3))]).astype(np.float32)
+    pose = ReferencePose("still", 3.0, (0.1, -0.15, 0.98) / np.linalg.norm([0.1, -0.15, 0.98]))
+    channels = ["ax", "ay", "az", "gx", "gy", "gz"]
+    units = {**dict.fromkeys(channels[:3], "g"), **dict.fromkeys(channels[3:], "rad/s")}
+    frame = StreamFrame(pose, channels, units, 50.0)
+    expected = frame.apply(data)
+    stdin = " ".join([str(frame.samples), *map(h, pose.gravity), str(len(data))]) + "\n" + "\n".join(
+        " ".join(h(v) for v in row) for row in data) + "\n"
+    result = subprocess.run([str(binary)], input=stdin, capture_output=True, text=True,
+                            timeout=RUN_TIMEOUT_S)
+    assert result.returncode == 0, result.stderr
+    *rows, degrees = result.stdout.splitlines()
+    board = np.array([[float.fromhex(v) for v in row.split()] for row in rows], np.float32)
+    assert board.shape == expected.shape
+    assert np.array_equal(board[:150], data[:150])  # the reference phase passes as it is
+    differ = np.flatnonzero((board != expected).any(axis=1))
+    assert differ.size == 0, f"{differ.size} rows differ, first {board[differ[0]]} vs {expected[differ[0]]}"
+    assert float.fromhex(degrees.split()[1]) == pytest.approx(frame.degrees, abs=1e-9)

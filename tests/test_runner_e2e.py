@@ -18,6 +18,7 @@ import pytest
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.frame import StreamFrame, reference_samples
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.core.windowing import cut_windows, window_starts
 
@@ -67,6 +68,9 @@ def hapt_session(acc: Path) -> np.ndarray:
 
 def offline_probs(bundle_dir: Path, data: np.ndarray, backend: str, kind: str) -> np.ndarray:
     bundle = load_bundle(bundle_dir)
+    if bundle.reference_pose:  # the stream's first seconds set the model's frame
+        data = StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
+                           bundle.sample_rate_hz).apply(data)
     classify = Classifier(bundle, backend, kind)
     return np.array([classify(w) for w in cut_windows(data, bundle.window, bundle.hop)])
 
@@ -107,24 +111,45 @@ def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kin
     live_events = [(r["label"], r["sample"]) for r in records if r["kind"] == "event"]
     assert live_events == offline_events
     assert "expects 50 Hz" in stderr  # played at 100x: the rate warning, not an error
+    # The reference pose is announced before anything else, and again once it set the frame.
+    pose = bundle.reference_pose
+    assert [(r["sample"], r["degrees"] is None) for r in records if r["kind"] == "reference"] == [
+        (0, True), (reference_samples(pose.seconds, bundle.sample_rate_hz), False)]
+    assert records[0]["kind"] == "reference" and pose.label in records[0]["message"]
+
+
+def read_until(run: subprocess.Popen, kind: str, seconds: float = 60) -> list[dict]:
+    """`run --json` records up to the first of `kind` (within a deadline)."""
+    records, deadline = [], time.monotonic() + seconds
+    while not records or records[-1]["kind"] != kind:
+        ready, _, _ = select.select([run.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        assert ready, f"run printed no {kind} record within {seconds:g} s: {records[-3:]}"
+        records.append(json.loads(run.stdout.readline()))
+    return records
 
 
 def test_sigint_ends_with_a_summary_and_exit_0(quick_bundle, tmp_path):
+    """Also SIGUSR1: the reference pose is asked for again, announced, and set again."""
     sim, port = start_simulator(SESSION, "--speed", "5", "--loop")
     try:
         run = subprocess.Popen([*GESTUREKIT, "run", "--port", port, "--model", str(quick_bundle),
                                 "--json", "--windows"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=ENV)
         # Signal once the run is classifying (its first window line), not after a guessed sleep.
-        ready, _, _ = select.select([run.stdout], [], [], 60)
-        assert ready, "run printed no window within 60 s"
-        first = run.stdout.readline()
+        records = read_until(run, "window")
+        run.send_signal(signal.SIGUSR1)
+        asked = read_until(run, "reference")
+        records += asked + read_until(run, "reference")
         run.send_signal(signal.SIGINT)
         rest, err = run.communicate(timeout=30)
-        out = first + rest
+        out = rest
     finally:
         sim.kill()
     assert run.returncode == 0, err
+    frames = [r for r in records if r["kind"] == "reference"]
+    assert [r["degrees"] is None for r in frames] == [True, False, True, False], frames
+    assert frames[2]["sample"] > 0 and frames[3]["sample"] - frames[2]["sample"] == \
+        frames[1]["sample"] - frames[0]["sample"]  # the same seconds of pose, asked for anew
     summary = json.loads(out.splitlines()[-1])
     assert summary["kind"] == "summary" and summary["ended"] == "interrupted"
     assert summary["samples"] > 0 and summary["windows"] > 0

@@ -115,7 +115,7 @@ def test_train_force_that_fails_keeps_the_previous_run(run, synth, tmp_path, cap
         def fail(*_):
             raise UserError("scoring failed")
 
-        monkeypatch.setattr(trainer, "per_subject_scores", fail)
+        monkeypatch.setattr(trainer, "per_group_scores", fail)
     assert main(["train", str(synth), "--out", str(previous), "--force", "--quick",
                  "--skip-sandbox", *flags]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gesturekit.device.core import frame
 from gesturekit.errors import UserError
-from gesturekit.train.augment import AugmentConfig, augment, channel_triads, random_rotations
+from gesturekit.train.augment import AugmentConfig, augment, random_rotations
 from gesturekit.train.imbalance import class_weights, imbalance_ratio, thin_to_ratio
 from gesturekit.train.metrics import scores
 
@@ -40,9 +41,9 @@ def test_unknown_weight_mode_is_a_user_error():
 def test_rotation_turns_acc_and_gyro_by_the_same_rotation():
     rng = np.random.default_rng(0)
     channels = ["ax", "ay", "az", "gx", "gy", "gz"]
-    triads = channel_triads(channels, {})
+    triads = frame.triads(channels)
     assert triads == [[0, 1, 2], [3, 4, 5]]
-    assert channel_triads(["acc_x", "acc_y", "acc_z"], {}) == [[0, 1, 2]]
+    assert frame.triads(["acc_x", "acc_y", "acc_z"]) == [[0, 1, 2]]
     x = rng.standard_normal((20, 64, 6)).astype(np.float32)
     out = augment(x, AugmentConfig(rotation_deg=30), np.random.default_rng(1), triads, np.ones(6))
     for t in triads:  # lengths kept, directions changed

@@ -37,20 +37,6 @@ class AugmentConfig:
         return asdict(self)
 
 
-def channel_triads(channels: list[str], units: dict[str, str]) -> list[list[int]]:
-    """Index triples of x/y/z channels that rotate together: names sharing a prefix and
-    ending in x, y, z (ax ay az, acc_x acc_y acc_z)."""
-    triads = []
-    for i, name in enumerate(channels):
-        if name.lower().endswith("x"):
-            stem = name[:-1]
-            wanted = [stem + "y", stem + "z"]
-            if all(w in channels for w in wanted) or all(w.upper() in channels for w in wanted):
-                names = wanted if wanted[0] in channels else [w.upper() for w in wanted]
-                triads.append([i, channels.index(names[0]), channels.index(names[1])])
-    return triads
-
-
 def random_rotations(rng: np.random.Generator, n: int, max_deg: float) -> np.ndarray:
     """(n, 3, 3) rotations about uniformly random axes by angles up to `max_deg` (Rodrigues)."""
     axis = rng.standard_normal((n, 3))

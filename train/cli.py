@@ -65,11 +65,16 @@ def add_dataset_options(parser: argparse.ArgumentParser) -> None:
                        help="label for unlabelled samples (default: none; they are left out)")
     group.add_argument("--subject-pattern", help="regex on the file path; group 1 is the subject "
                                                  "(default: none; every session stands alone)")
+    group.add_argument("--reference-label",
+                       help="the pose every session starts in, whose gravity sets the session's "
+                            "frame (default: none; HAPT: STANDING)")
+    group.add_argument("--reference-seconds", type=positive_float,
+                       help="seconds of that pose that set the frame (default 3)")
 
 
 def dataset_overrides(args: argparse.Namespace) -> dict:
     keys = ("sample_rate_hz", "channels", "label_column", "time_column", "time_unit",
-            "background_label", "subject_pattern")
+            "background_label", "subject_pattern", "reference_label", "reference_seconds")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
 
@@ -87,6 +92,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
           f"({info['samples'] / info['sample_rate_hz'] / 60:.1f} min at {info['sample_rate_hz']:g} Hz)")
     print(f"channels    {', '.join(info['channels'])}")
     print(f"unlabelled  {info['unlabelled_samples']:,} samples")
+    if info["reference_label"]:
+        print(f"reference   the first {info['reference_seconds']:g} s of {info['reference_label']} in "
+              "each session set its frame")
     if not any(info["classes"].values()):
         print("\nclasses     none labelled (no label values; set --label-column or "
               "--background-label)")
@@ -178,6 +186,9 @@ def add_train_commands(commands: argparse._SubParsersAction) -> None:
                             "(each fold reported), then the model trained on all of them for the "
                             "epochs the folds chose; K+1 trainings, for small datasets (default off)")
     train.add_argument("--distribute", choices=DISTRIBUTE, help="tf.distribute strategy (default: none)")
+    train.add_argument("--no-reference-frame", action="store_true",
+                       help="train on sessions as they are, not turned into the frame of the "
+                            "dataset's reference pose (its --reference-label)")
     train.set_defaults(func=cmd_train)
 
     evaluate = commands.add_parser(
@@ -213,6 +224,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         hop=args.hop, train_hop=args.train_hop, purity=args.purity, distribute=args.distribute,
         folds=args.folds,
         sandbox=False if args.skip_sandbox else None,
+        reference_frame=False if args.no_reference_frame else None,
         augment={**(AUGMENT_DEFAULTS if args.augment else {}),
                  **({} if args.mixup is None else {"mixup_alpha": args.mixup})} or None)
     if args.strategy == "auto":

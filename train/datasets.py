@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
+from gesturekit.device.core.frame import (
+    ReferencePose,
+    accelerometer,
+    degrees_between,
+    gravity_direction,
+    reference_samples,
+    rotation_onto,
+    triads,
+    turn,
+)
 from gesturekit.device.core.hapt import HaptSource, activity_ids, activity_names, is_hapt
 from gesturekit.device.core.model_info import rate_is_off
 from gesturekit.device.core.recording import (
     DATASET_TOML,
+    DEFAULT_REFERENCE_SECONDS,
     HAPT_CHANNELS,
     HAPT_RATE_HZ,
     HAPT_SESSION,
@@ -51,6 +62,9 @@ class Dataset:
     background_label: str | None
     sessions: list[Session]
     options: dict = field(default_factory=dict)  # what `load_dataset` was given, to load it again
+    # The pose each session starts in (HAPT: STANDING): its first seconds set the session's frame
+    reference_label: str | None = None
+    reference_seconds: float = DEFAULT_REFERENCE_SECONDS
 
     @property
     def subjects(self) -> list[str]:
@@ -86,13 +100,14 @@ def load_dataset(path: str | os.PathLike, **overrides) -> Dataset:
     """Load a dataset folder (recording format) or a UCI HAPT folder or zip.
 
     `overrides` are `dataset.toml` keys given on the command line; for HAPT only
-    `background_label` applies (unlabelled time becomes that class).
+    `background_label` (unlabelled time becomes that class) and the reference pose apply.
     """
     path = Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such dataset folder or file")
     if is_hapt(path):
-        return load_hapt(path, background_label=overrides.get("background_label"))
+        return load_hapt(path, overrides.get("background_label"), overrides.get("reference_label"),
+                         overrides.get("reference_seconds"))
     return load_recordings(path, **overrides)
 
 
@@ -142,6 +157,8 @@ def load_recordings(root: Path, **overrides) -> Dataset:
         name=root.name, root=str(root), sample_rate_hz=rate, channels=channels,
         units=dict(spec.units), labels=names, background_label=spec.background_label,
         sessions=sessions, options={k: v for k, v in overrides.items() if v is not None},
+        reference_label=spec.reference_label,
+        reference_seconds=spec.reference_seconds or DEFAULT_REFERENCE_SECONDS,
     )
 
 
@@ -172,8 +189,10 @@ def session_file(dataset: Dataset, session: Session) -> Path | None:
 
 
 
-def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
+def load_hapt(path: Path, background_label: str | None = None, reference_label: str | None = None,
+              reference_seconds: float | None = None) -> Dataset:
     """The UCI HAPT raw data: 61 sessions of 30 subjects, 50 Hz, acc in g, gyro in rad/s.
+    Every session starts with the person standing still: STANDING is the reference pose.
 
     `labels.txt` rows are (experiment, user, activity, first, last) with inclusive, 1-based
     sample ranges. Unlabelled samples (people moving between activities) are left out unless
@@ -198,9 +217,60 @@ def load_hapt(path: Path, background_label: str | None = None) -> Dataset:
     return Dataset(
         name="hapt", root=str(path), sample_rate_hz=HAPT_RATE_HZ, channels=list(HAPT_CHANNELS),
         units=dict(HAPT_UNITS), labels=names, background_label=background_label,
-        sessions=sessions,
-        options={"background_label": background_label} if background_label else {},
+        sessions=sessions, reference_label=reference_label or "STANDING",
+        reference_seconds=reference_seconds or DEFAULT_REFERENCE_SECONDS,
+        options={k: v for k, v in (("background_label", background_label),
+                                   ("reference_label", reference_label),
+                                   ("reference_seconds", reference_seconds)) if v},
     )
+
+
+# --- the reference-pose frame ---------------------------------------------------------------
+
+
+def fit_reference_pose(dataset: Dataset, train_subjects: list[str]) -> ReferencePose:
+    """The dataset's reference pose with its gravity: the median direction over the training
+    subjects' sessions (`device.core.frame`)."""
+    pose = ReferencePose(dataset.reference_label, dataset.reference_seconds)
+    found = _pose_gravity(dataset, pose)
+    train = [g for s in dataset.sessions if s.subject in train_subjects
+             if (g := found[s.name]) is not None]
+    if not train:
+        raise UserError(f"{dataset.root}: no training session has a {pose.label!r} sample to set "
+                        "the reference pose's gravity; name another reference_label")
+    target = np.median(train, axis=0)
+    return replace(pose, gravity=tuple(float(v) for v in target / np.linalg.norm(target)))
+
+
+def turn_to_pose(dataset: Dataset, pose: ReferencePose) -> tuple[Dataset, dict]:
+    """The dataset with each session turned so that the gravity of its reference pose (the first
+    `pose.seconds` of its first run of `pose.label`) points along `pose.gravity`; and what was
+    done: the pose, each session's angle, the sessions without the pose (left as they are)."""
+    found, target = _pose_gravity(dataset, pose), np.asarray(pose.gravity)
+    groups, sessions, degrees = triads(dataset.channels), [], {}
+    for s in dataset.sessions:
+        if (g := found[s.name]) is not None:
+            s = replace(s, data=turn(s.data, groups, rotation_onto(g, target)))
+            degrees[s.name] = round(degrees_between(g, target), 2)
+        sessions.append(s)
+    return replace(dataset, sessions=sessions), {
+        "pose": pose.to_dict(), "degrees": degrees,
+        "without_pose": [name for name, g in found.items() if g is None]}
+
+
+def _pose_gravity(dataset: Dataset, pose: ReferencePose) -> dict[str, np.ndarray | None]:
+    """Each session's gravity direction in the pose (None: no sample of the pose's class)."""
+    if pose.label not in dataset.labels:
+        raise UserError(f"{dataset.root}: reference_label {pose.label!r} is not one of its classes "
+                        f"({', '.join(dataset.labels)})")
+    acc = accelerometer(dataset.channels, dataset.units, dataset.root)
+    samples = reference_samples(pose.seconds, dataset.sample_rate_hz)
+    label_id, found = dataset.labels.index(pose.label), {}
+    for s in dataset.sessions:
+        first = next(((a, b) for a, b in label_runs(s.label_ids) if s.label_ids[a] == label_id), None)
+        found[s.name] = (gravity_direction(s.data[first[0]:min(first[1], first[0] + samples), acc])
+                         if first else None)
+    return found
 
 
 # --- windows for training -------------------------------------------------------------------
@@ -212,13 +282,14 @@ class Windows:
     y: np.ndarray  # (W,) int64 class index
     subjects: np.ndarray  # (W,) str
     dropped: int  # windows left out for mixing labels (below the purity threshold)
+    sessions: np.ndarray | None = None  # (W,) str, the session each window was cut from
 
 
 def make_windows(dataset: Dataset, subjects: list[str] | None, window: int, hop: int,
                  purity: float) -> Windows:
     """Labelled windows of the given subjects' sessions (all subjects for None)."""
     wanted = set(subjects) if subjects is not None else None
-    xs, ys, subs, dropped = [], [], [], 0
+    xs, ys, subs, names, dropped = [], [], [], [], 0
     for s in dataset.sessions:
         if wanted is not None and s.subject not in wanted:
             continue
@@ -228,10 +299,12 @@ def make_windows(dataset: Dataset, subjects: list[str] | None, window: int, hop:
         xs.append(cut_windows(s.data, window, hop)[keep])
         ys.append(y[keep])
         subs.append(np.full(int(keep.sum()), s.subject))
+        names.append(np.full(int(keep.sum()), s.name))
     if not xs:
         return Windows(np.zeros((0, window, len(dataset.channels)), np.float32),
-                       np.zeros(0, np.int64), np.zeros(0, str), dropped)
-    return Windows(np.concatenate(xs), np.concatenate(ys), np.concatenate(subs), dropped)
+                       np.zeros(0, np.int64), np.zeros(0, str), dropped, np.zeros(0, str))
+    return Windows(np.concatenate(xs), np.concatenate(ys), np.concatenate(subs), dropped,
+                   np.concatenate(names))
 
 
 def balanced_subset(y: np.ndarray, per_class: int, seed: int) -> np.ndarray:
@@ -317,5 +390,7 @@ def dataset_info(dataset: Dataset) -> dict:
         "segments": dict(zip(dataset.labels, dataset.class_segments().tolist(), strict=True)),
         "unlabelled_samples": int(total - counts.sum()),
         "background_label": dataset.background_label,
+        "reference_label": dataset.reference_label,
+        "reference_seconds": dataset.reference_seconds,
         "imbalance_ratio": float(present.max() / present.min()) if len(present) else 0.0,
     }

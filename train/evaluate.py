@@ -14,7 +14,7 @@ import numpy as np
 
 from gesturekit.device.core.model_info import ModelInfo, channel_order, rate_is_off
 from gesturekit.errors import UserError
-from gesturekit.train.datasets import Dataset, load_dataset, make_windows
+from gesturekit.train.datasets import Dataset, load_dataset, make_windows, turn_to_pose
 from gesturekit.train.metrics import scores
 from gesturekit.train.runs import RunInfo, load_keras_model, load_run
 
@@ -50,6 +50,8 @@ def evaluate_run(run: RunInfo, dataset: Dataset, subjects: list[str] | None = No
     info = run.model_info
     check_rate(dataset, info.sample_rate_hz)
     dataset = align(dataset, info.labels, info.channels)
+    if info.reference_pose:  # each session in the frame of its own labelled pose, as in training
+        dataset, _ = turn_to_pose(dataset, info.reference_pose)
     windows = make_windows(dataset, subjects, info.window, info.hop, float(run.config["purity"]))
     if len(windows.y) == 0:
         raise UserError(f"{dataset.root}: no labelled windows of {info.window} samples "

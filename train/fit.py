@@ -1,5 +1,5 @@
-"""One training phase: epochs of `model.fit`, early stopping and checkpointing on validation
-macro-F1 after a minimum number of epochs, the best weights restored at the end."""
+"""One training phase: epochs of `model.fit`; the last epoch's weights kept, or (`keep="best"`)
+early stopping and checkpointing on validation macro-F1 after a minimum number of epochs."""
 
 from __future__ import annotations
 
@@ -21,6 +21,10 @@ class Arrays:
     x: np.ndarray  # (W, T, C) float32, raw units
     y: np.ndarray  # (W,) int64
     subjects: np.ndarray | None = None  # (W,) str, whose window it is
+    sessions: np.ndarray | None = None  # (W,) str, the session it was cut from
+
+
+KEEP = ("last", "best")
 
 
 @dataclass
@@ -31,6 +35,10 @@ class PhaseBudget:
     patience: int = field(metadata=in_range(AT_LEAST_ONE))
     batch_size: int = field(metadata=in_range(AT_LEAST_ONE))
     learning_rate: float = field(metadata=in_range(POSITIVE))
+    # "last": every epoch runs and the last one's weights are kept (validation is reported, and
+    # its best epoch is what --folds goes by); "best": stop `patience` epochs after the best
+    # validation macro-F1 (not before `min_epochs`) and keep that epoch's weights.
+    keep: str = "best"
 
 
 def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,
@@ -50,8 +58,9 @@ def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,
 def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Callable, n_classes: int,
               budget: PhaseBudget, class_weight: np.ndarray, seed: int,
               aug: AugmentConfig | None = None, aug_context: tuple = (),
-              progress: Callable[[str], None] = print) -> dict:
-    """Train a compiled `model`; returns the history and the best epoch.
+              progress: Callable[[str], None] = print, watch: Arrays | None = None) -> dict:
+    """Train a compiled `model`; returns the history, the best validation epoch and the epoch
+    whose weights the model keeps.
 
     `normalize` maps raw windows to model input; augmentation (if any) is applied to raw
     windows with a generator seeded per epoch, so runs repeat exactly. Without `val` every
@@ -62,8 +71,10 @@ def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Ca
     targets = np.eye(n_classes, dtype=np.float32)[train.y]  # (W, K)
     sample_weight = np.asarray(class_weight, np.float32)[train.y]  # (W,)
     history: dict[str, list[float]] = {"loss": [], "train_accuracy": [], "val_macro_f1": [],
-                                       "val_accuracy": [], "seconds": []}
-    best_f1, best_epoch, best_weights = -1.0, 0, model.get_weights()
+                                       "val_accuracy": [], "val_loss": [], "seconds": []}
+    if watch is not None:
+        history["test_macro_f1"] = []
+    best_f1, best_epoch, best_weights = -1.0, 0, None
     for epoch in range(1, budget.epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
@@ -75,24 +86,34 @@ def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Ca
         fit = model.fit(x_epoch, y_epoch, batch_size=budget.batch_size, epochs=1, verbose=0,
                         sample_weight=w_epoch, shuffle=True)
         if x_val is not None:
-            pred = model.predict(x_val, batch_size=512, verbose=0).argmax(axis=1)
+            prob = model.predict(x_val, batch_size=512, verbose=0)  # (W, K)
+            pred = prob.argmax(axis=1)
             f1, accuracy = macro_f1(val.y, pred, n_classes), float((pred == val.y).mean())
+            loss = float(-np.log(np.maximum(prob[np.arange(len(val.y)), val.y], 1e-7)).mean())
         else:  # no validation subjects (the final fit after cross-validation): the last epoch
-            f1, accuracy = float(epoch), float("nan")
+            f1, accuracy, loss = float(epoch), float("nan"), float("nan")
+        if watch is not None:
+            history["test_macro_f1"].append(macro_f1(watch.y, model.predict(
+                normalize(watch.x), batch_size=512, verbose=0).argmax(axis=1), n_classes))
         history["loss"].append(float(fit.history["loss"][0]))
         history["train_accuracy"].append(float(fit.history.get("accuracy", [np.nan])[0]))
         history["val_macro_f1"].append(f1 if x_val is not None else float("nan"))
         history["val_accuracy"].append(accuracy)
+        history["val_loss"].append(loss)
         history["seconds"].append(time.perf_counter() - start)
         improved = f1 > best_f1
         if improved:
-            best_f1, best_epoch, best_weights = f1, epoch, model.get_weights()
+            best_f1, best_epoch = f1, epoch
+            best_weights = model.get_weights() if budget.keep == "best" else None
         progress(f"  {name} epoch {epoch:3d}/{budget.epochs}  loss {history['loss'][-1]:.4f}  "
                  + (f"val macro-F1 {f1:.3f}{' *' if improved else ''}  " if x_val is not None else "")
                  + f"({history['seconds'][-1]:.1f} s)")
-        if epoch >= budget.min_epochs and epoch - best_epoch >= budget.patience:
+        if (budget.keep == "best" and epoch >= budget.min_epochs
+                and epoch - best_epoch >= budget.patience):
             break
-    model.set_weights(best_weights)
+    if budget.keep == "best":
+        model.set_weights(best_weights)
     return {"history": history, "best_epoch": best_epoch,
             "best_val_macro_f1": best_f1 if x_val is not None else None,
-            "epochs": len(history["loss"])}
+            "epochs": len(history["loss"]), "keep": budget.keep,
+            "kept_epoch": best_epoch if budget.keep == "best" else len(history["loss"])}

@@ -30,6 +30,7 @@ class Context:
     scope: Callable  # () -> context manager for building and compiling models
     aug_context: tuple  # (triads, channel_std) for augmentation
     progress: Callable[[str], None]
+    watch: Arrays | None = None  # test windows scored every epoch with `trace_test`, never chosen by
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -52,7 +53,8 @@ def _fit(ctx: Context, model, name: str, budget: PhaseBudget, mode: str) -> dict
     ctx.progress(f"{name}: {len(ctx.train.y)} training windows, class weights {mode} "
                  f"({weights.min():.2f} to {weights.max():.2f}), loss {ctx.cfg.loss}")
     result = fit_phase(model, name, ctx.train, ctx.val, ctx.normalize, len(ctx.labels), budget,
-                       weights, ctx.cfg.seed, ctx.cfg.augment, ctx.aug_context, ctx.progress)
+                       weights, ctx.cfg.seed, ctx.cfg.augment, ctx.aug_context, ctx.progress,
+                       ctx.watch)
     result["class_weights"] = weights.tolist()
     result["weight_mode"] = mode
     return result

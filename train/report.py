@@ -120,7 +120,8 @@ def write_report(out: Path, test_scores: dict, histories: dict[str, dict], title
             lines += ["| phase | result |", "|---|---|"]
             for name, r in phases.items():
                 if "epochs" in r:
-                    chosen = (f"best {r['best_epoch']}, validation macro-F1 {r['best_val_macro_f1']:.3f}"
+                    chosen = (f"kept epoch {r.get('kept_epoch', r['best_epoch'])} (best validation "
+                              f"macro-F1 {r['best_val_macro_f1']:.3f} at epoch {r['best_epoch']})"
                               if r["best_val_macro_f1"] is not None else "the folds' choice")
                     detail = f"{r['epochs']} epochs, {chosen}, weights {r['weight_mode']}"
                 elif r.get("skipped"):

@@ -112,7 +112,7 @@ def run_windows(run: RunInfo, subset: str = "train") -> Windows:
     Reloads the dataset the run was trained on and cuts it with the run's window, hop and
     purity, so export calibration and evaluation see exactly what training saw.
     """
-    from gesturekit.train.datasets import load_dataset
+    from gesturekit.train.datasets import load_dataset, turn_to_pose
     from gesturekit.train.imbalance import thin_fit_subjects
 
     split, model = run.split, run.model_info
@@ -125,6 +125,8 @@ def run_windows(run: RunInfo, subset: str = "train") -> Windows:
     if run.config.get("thin"):  # an extreme-imbalance run: the same thinning as in training
         dataset, _ = thin_fit_subjects(dataset, run.config["thin"], split["train"] + split["val"],
                                        int(run.config["seed"]))
+    if model.reference_pose:  # the frame training turned every session into
+        dataset, _ = turn_to_pose(dataset, model.reference_pose)
     windows = make_windows(dataset, split[subset], model.window, model.hop,
                            float(run.config["purity"]))
     windows.x = model.normalization.apply(windows.x)

@@ -28,6 +28,10 @@ BACKGROUND = "idle"  # written as an empty label: unlabelled samples take this c
 GESTURES_PER_SESSION = {"jump": 2, "punch": 3, "turn": 3}
 GESTURE_SECONDS = (2.6, 3.2)  # labelled span: preparation, the motion itself, recovery
 WALK_SHARE = 0.92  # of the time that is not a gesture; the rest is idle
+# Every session starts still (idle), as a recording protocol asks: its first seconds are the
+# reference pose that sets the session's frame (dataset.toml `reference_label`).
+START_IDLE_S = 4.0
+REFERENCE_S = 3.0
 ACC_RANGE_G, GYRO_RANGE_RAD_S = 8.0, 17.4  # a common IMU's full scale (±8 g, ±1000 °/s)
 
 
@@ -155,14 +159,15 @@ def _timeline(n_total: int, rate: int, rng: np.random.Generator) -> list[tuple[s
     gestures = [g for g, k in GESTURES_PER_SESSION.items() for _ in range(k)]
     gestures = [gestures[i] for i in rng.permutation(len(gestures))]
     lengths = [int(rng.uniform(*GESTURE_SECONDS) * rate) for _ in gestures]
-    filler = n_total - sum(lengths)
+    start = int(START_IDLE_S * rate)
+    filler = n_total - start - sum(lengths)
     if filler < 2 * rate * (len(gestures) + 1):  # at least 2 s of walking between gestures
         raise UserError(f"synthetic sessions of {n_total / rate:.0f} s are too short for "
                         f"{len(gestures)} gestures each; raise --minutes")
     # Split the filler into bouts between the gestures, each bout walk then idle.
     cuts = np.sort(rng.choice(np.arange(1, filler), len(gestures), replace=False))
     bouts = np.diff(np.concatenate([[0], cuts, [filler]]))
-    segments: list[tuple[str, int]] = []
+    segments: list[tuple[str, int]] = [("idle", start)]
     for i, bout in enumerate(bouts):
         walk = int(bout * WALK_SHARE)
         segments += [("walk", walk), ("idle", int(bout) - walk)]
@@ -210,6 +215,7 @@ def write_synthetic_dataset(out: str | Path, cfg: SynthConfig | None = None,
         write_spec(folder / DATASET_TOML, RecordingSpec(
             sample_rate_hz=rate, channels=list(CHANNELS), units=dict(UNITS), label_column="label",
             time_column="t", time_unit="s", background_label=BACKGROUND, subject_pattern=r"s(\d+)_",
+            reference_label=BACKGROUND, reference_seconds=REFERENCE_S,
         ))
 
     replace_folder(out, build)  # a failure or a kill leaves no folder (or the old one) behind

@@ -19,18 +19,20 @@ import numpy as np
 
 from gesturekit import __version__
 from gesturekit.device.core.files import check_replaceable, replace_folder
+from gesturekit.device.core.frame import triads
 from gesturekit.device.core.windowing import Normalization, label_runs
 from gesturekit.errors import UserError
 from gesturekit.train import crossval
-from gesturekit.train.augment import channel_triads
 from gesturekit.train.config import TrainConfig, to_samples
 from gesturekit.train.datasets import (
     Dataset,
     Split,
+    fit_reference_pose,
     load_dataset,
     make_windows,
     split_subjects,
     subject_order,
+    turn_to_pose,
 )
 from gesturekit.train.fit import Arrays
 from gesturekit.train.imbalance import thin_fit_subjects
@@ -79,6 +81,8 @@ def prepare_dataset(path: str, options: dict, cfg: TrainConfig) -> tuple[Dataset
     if cfg.thin:
         dataset, info["thinning"] = thin_fit_subjects(dataset, cfg.thin, split.train + split.val,
                                                       cfg.seed)
+    if cfg.reference_frame and dataset.reference_label:
+        dataset, info["reference"] = turn_to_pose(dataset, fit_reference_pose(dataset, split.train))
     return dataset, split, info
 
 
@@ -100,17 +104,18 @@ def _arrays(dataset: Dataset, subjects: list[str], cfg: TrainConfig, name: str,
         raise UserError(f"no labelled windows for the {name} subjects {', '.join(subjects)} "
                         f"(window {cfg.window}, purity {cfg.purity}); choose other subjects "
                         "or a shorter window")
-    return Arrays(w.x, w.y, w.subjects)
+    return Arrays(w.x, w.y, w.subjects, w.sessions)
 
 
-def per_subject_scores(test: Arrays, pred: np.ndarray, labels: list[str]) -> dict[str, dict]:
-    """Macro-F1, balanced accuracy and accuracy of each test subject alone: a new person is
-    what the model meets, and the mean over windows hides the person it fails."""
+def per_group_scores(groups: np.ndarray, test: Arrays, pred: np.ndarray,
+                     labels: list[str]) -> dict[str, dict]:
+    """Macro-F1, balanced accuracy and accuracy of each test subject (or session) alone: a new
+    person is what the model meets, and the mean over windows hides the person it fails."""
     out = {}
-    for subject in sorted(set(test.subjects.tolist()), key=subject_order):
-        mine = test.subjects == subject
+    for group in sorted(set(groups.tolist()), key=subject_order):
+        mine = groups == group
         s = scores(test.y[mine], pred[mine], labels)
-        out[subject] = {k: s[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "windows")}
+        out[group] = {k: s[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "windows")}
     return out
 
 
@@ -159,6 +164,8 @@ def train_run(data: str, out: str | os.PathLike, cfg: TrainConfig, options: dict
     dataset, split, prepared = prepare_dataset(data, options, cfg)
     make_context, replicas = seeded_contexts(cfg, dataset, progress)
     ctx, norm = make_context(split.train, split.val, cfg)
+    if cfg.trace_test:
+        ctx.watch = _arrays(dataset, split.test, cfg, "test")
     run = _Training(data, options, cfg, dataset, prepared, replicas, make_context, progress, t0,
                     split, ctx, norm, seconds={"data": time.perf_counter() - t0})
     metrics = replace_folder(out, run.write)
@@ -179,7 +186,7 @@ def seeded_contexts(cfg: TrainConfig, dataset: Dataset,
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     scope, replicas = _scope(cfg.distribute)
-    triads = channel_triads(dataset.channels, dataset.units)
+    groups = triads(dataset.channels)
 
     def make_context(train_subjects: list[str], val_subjects: list[str],
                      run_cfg: TrainConfig) -> tuple[phases.Context, Normalization]:
@@ -194,7 +201,7 @@ def seeded_contexts(cfg: TrainConfig, dataset: Dataset,
                             "--val-subjects, a shorter --window or a lower --purity")
         norm = Normalization.fit(train.x)
         return phases.Context(keras=keras, cfg=run_cfg, train=train, val=val, labels=dataset.labels,
-                              normalize=norm.apply, scope=scope, aug_context=(triads, norm.std),
+                              normalize=norm.apply, scope=scope, aug_context=(groups, norm.std),
                               progress=progress), norm
 
     return make_context, replicas
@@ -281,6 +288,7 @@ class _Training:
             "split": self.split.to_dict(), "labels": d.labels, "channels": d.channels,
             "units": d.units, "sample_rate_hz": d.sample_rate_hz,
             "background_label": d.background_label, "normalization": self.norm.to_dict(),
+            "reference_pose": self.prepared.get("reference", {}).get("pose"),
         }
 
     def fit(self, work: Path) -> tuple[object, object | None]:
@@ -306,7 +314,8 @@ class _Training:
         x = self.norm.apply(test.x)
         pred = model.predict(x, batch_size=512, verbose=0).argmax(axis=1)
         test_scores = scores(test.y, pred, labels)
-        test_scores["per_subject"] = per_subject_scores(test, pred, labels)
+        test_scores["per_subject"] = per_group_scores(test.subjects, test, pred, labels)
+        test_scores["per_session"] = per_group_scores(test.sessions, test, pred, labels)
         extra = {}
         if "cnn" in self.results:
             head_pred = head.predict(x, batch_size=512, verbose=0).argmax(axis=1)
@@ -326,6 +335,7 @@ class _Training:
             "train_class_windows": dict(zip(labels, np.bincount(
                 train_y, minlength=len(labels)).tolist(), strict=True)),
             "thinning": self.prepared.get("thinning", {}), "window": self.prepared["window"],
+            "reference": self.prepared.get("reference"),
             "phases": {name: {k: v for k, v in r.items() if k != "history"}
                        for name, r in results.items()},
             # The final model's validation score next to its test score: their gap is how much
@@ -341,10 +351,11 @@ class _Training:
 def summary_table(metrics: dict) -> str:
     """The short table printed at the end of training."""
     t = metrics["test"]
-    lines = [f"\n{'phase':<8} {'epochs':>6} {'best':>5} {'val F1':>7} {'seconds':>8}"]
+    lines = [f"\n{'phase':<8} {'epochs':>6} {'kept':>5} {'best':>5} {'val F1':>7} {'seconds':>8}"]
     for name, r in metrics["phases"].items():
         if "epochs" in r:
-            lines.append(f"{name:<8} {r['epochs']:>6} {r['best_epoch']:>5} "
+            lines.append(f"{name:<8} {r['epochs']:>6} {r.get('kept_epoch', r['best_epoch']):>5} "
+                         f"{r['best_epoch']:>5} "
                          + (f"{r['best_val_macro_f1']:>7.3f}" if r["best_val_macro_f1"] is not None
                             else f"{'-':>7}") + f" {metrics['seconds'].get(name, 0):>8.1f}")
     cv = metrics.get("cross_validation")

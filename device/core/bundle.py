@@ -8,6 +8,9 @@ the bundle through `write_model_json`; everything that reads one goes through `l
 Format 2 added `event_classes` (the classes announced as events; the others are states, shown
 but never announced) and `postprocess.per_class` (settings per class, from `gesturekit
 calibrate`). A format-1 bundle still loads: every class but the background is an event.
+Format 3 added `reference_pose` (the frame streams are turned into, `device.core.frame`; null
+for a model trained without one): an older gesturekit refuses such a bundle rather than run
+the model on unturned samples.
 
 `training.run` is the run folder relative to the bundle's folder (`../run`): a bundle works from
 any working directory and can be moved (with its run, for what needs the run; `calibrate` reads
@@ -25,13 +28,13 @@ from gesturekit.device.core.files import write_atomic
 from gesturekit.device.core.model_info import ModelInfo, json_field, read_model_info
 from gesturekit.errors import UserError
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20
 # model.json's keys in the order they have always been written (files stay byte-for-byte the same).
 JSON_KEYS = ("format_version", "labels", "background_label", "channels", "units", "sample_rate_hz",
              "window", "hop", "normalization", "stateful", "files", "quantization", "ops",
-             "postprocess", "training", "parity", "event_classes", "calibration")
+             "postprocess", "training", "parity", "event_classes", "calibration", "reference_pose")
 
 
 @dataclass(kw_only=True)
@@ -68,6 +71,7 @@ class Bundle(ModelInfo):
     def to_json(self) -> dict:
         d = asdict(self)
         d["normalization"] = self.normalization.to_dict()
+        d["reference_pose"] = self.reference_pose.to_dict() if self.reference_pose else None
         return {key: d[key] for key in JSON_KEYS}
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gesturekit.device.core.frame import ReferencePose
 from gesturekit.device.core.windowing import Normalization
 from gesturekit.errors import UserError
 
@@ -51,6 +52,7 @@ class ModelInfo:
     stateful: bool  # reset variables (LSTM state) before every window
     postprocess: dict = field(default_factory=lambda: dict(DEFAULT_POSTPROCESS))
     event_classes: list[str] | None = None  # announced classes; None: every class but the background
+    reference_pose: ReferencePose | None = None  # streams are turned into its frame (None: as they are)
 
     @property
     def background_index(self) -> int | None:
@@ -180,11 +182,13 @@ def read_model_info(d: dict, where: str) -> ModelInfo:
         if background is not None and background in event_classes:
             raise UserError(f"{where}: event_classes names the background class {background!r}, "
                             "which is never announced")
+    pose = get("reference_pose", (dict, type(None)), required=False)  # format 3; null: none
     return ModelInfo(
         labels=labels, background_label=background, channels=channels,
         units=get("units", dict, required=False) or {}, sample_rate_hz=rate, window=window,
         hop=hop, normalization=normalization, stateful=bool(get("stateful", bool)),
-        postprocess=postprocess, event_classes=event_classes)
+        postprocess=postprocess, event_classes=event_classes,
+        reference_pose=ReferencePose.from_dict(pose, where) if pose else None)
 
 
 def rate_is_off(rate_hz: float, model_rate_hz: float) -> bool:

@@ -38,6 +38,7 @@ HAPT_SESSION = re.compile(r"acc_exp(\d+)_user(\d+)\.txt$")  # groups: experiment
 HAPT_CHANNELS = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 HAPT_UNITS = {**dict.fromkeys(HAPT_CHANNELS[:3], "g"), **dict.fromkeys(HAPT_CHANNELS[3:], "rad/s")}
 HAPT_RATE_HZ = 50.0
+DEFAULT_REFERENCE_SECONDS = 3.0  # of the reference pose at the start of a session or stream
 
 @dataclass
 class RecordingSpec:
@@ -51,6 +52,10 @@ class RecordingSpec:
     time_unit: str = "s"
     background_label: str | None = None
     subject_pattern: str | None = None
+    # The pose every session starts in, and how many seconds of it set the session's frame
+    # (`device.core.frame`)
+    reference_label: str | None = None
+    reference_seconds: float | None = None
 
     def merged(self, overrides: dict) -> RecordingSpec:
         """A copy with the non-None values of `overrides` (CLI flags) applied."""
@@ -100,6 +105,8 @@ def read_spec(path: str | os.PathLike) -> RecordingSpec:
         "time_unit": str,
         "background_label": str,
         "subject_pattern": str,
+        "reference_label": str,
+        "reference_seconds": (int, float),
     }
     for key, value in values.items():
         if not isinstance(value, expected[key]) or isinstance(value, bool):
@@ -115,6 +122,8 @@ def read_spec(path: str | os.PathLike) -> RecordingSpec:
         raise UserError(f"{path}: key 'sample_rate_hz' must be a positive number of Hz")
     if "subject_pattern" in values:
         check_subject_pattern(values["subject_pattern"], f"{path}: key 'subject_pattern'")
+    if "reference_seconds" in values and not 0 < values["reference_seconds"] < math.inf:
+        raise UserError(f"{path}: key 'reference_seconds' must be a positive number of seconds")
     spec = RecordingSpec(**values)
     spec.sample_rate_hz = float(spec.sample_rate_hz) if spec.sample_rate_hz else None
     return spec

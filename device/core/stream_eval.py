@@ -23,6 +23,7 @@ import numpy as np
 
 from gesturekit.device.core.backends import Classifier, choose_backend
 from gesturekit.device.core.bundle import Bundle
+from gesturekit.device.core.frame import StreamFrame
 from gesturekit.device.core.model_info import announced_classes
 from gesturekit.device.core.postprocess import Event, EventDetector, PostprocessConfig
 from gesturekit.device.core.windowing import UNLABELLED, cut_windows, label_runs, window_starts
@@ -37,7 +38,11 @@ class StreamSession:
 
 def window_probabilities(bundle: Bundle, data: np.ndarray,
                          classifier: Classifier) -> tuple[np.ndarray, np.ndarray]:
-    """(window ends (W,), probabilities (W, K)) for a session played from its start."""
+    """(window ends (W,), probabilities (W, K)) for a session played from its start (turned
+    into the model's reference frame from its first seconds, as the runner does)."""
+    if bundle.reference_pose is not None:
+        data = StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
+                           bundle.sample_rate_hz).apply(data)
     ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
     probs = np.zeros((len(ends), len(bundle.labels)), np.float32)
     for i, window in enumerate(cut_windows(data, bundle.window, bundle.hop)):

@@ -24,6 +24,7 @@ import serial
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import Bundle
+from gesturekit.device.core.frame import StreamFrame
 from gesturekit.device.core.lineparser import LineParser
 from gesturekit.device.core.model_info import channel_order, rate_is_off
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
@@ -151,10 +152,19 @@ class Runner:
         self._stop = False
         self._header_checked = False
         self._columns: list[int] | None = None  # the model's channels in a reordered stream
+        # The model's reference-pose frame: set from the stream's first seconds, again on request
+        self.frame = (StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
+                                  bundle.sample_rate_hz) if bundle.reference_pose else None)
+        self._frame_requested = False
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from a signal handler)."""
         self._stop = True
+
+    def request_frame(self) -> None:
+        """Set the reference-pose frame again from the next samples: the user holds the pose
+        once more (safe from a signal handler; `run` maps SIGUSR1 here)."""
+        self._frame_requested = True
 
     def run(self) -> dict:
         """Process the stream; returns the summary (also printed)."""
@@ -164,6 +174,7 @@ class Runner:
         cpu_start = time.process_time()
         end = self._start + opts.duration_s if opts.duration_s is not None else None
         self.timing.connected(self._start)
+        self._announce_frame(0)
         try:
             while not self._stop:
                 now = self._clock()
@@ -213,6 +224,8 @@ class Runner:
         arrival = self.timing.samples(len(samples), now)
         if arrival.silence_s is not None:  # the silence came before these samples
             self._gap("silence", arrival.silence_s, first)
+        if self.frame is not None:
+            samples = self._turn(samples, first)
         self.printer.samples(samples)
         self._check_rate(arrival.rate_hz)
         rate = self.bundle.sample_rate_hz
@@ -239,6 +252,33 @@ class Runner:
                      "sample": end_sample},
                     f"{t:9.2f} s  {event.label:<20} {event.confidence:5.2f}  "
                     f"({latency_ms:.1f} ms)")
+
+    def _turn(self, samples: np.ndarray, first: int) -> np.ndarray:
+        """Samples into the reference-pose frame; announces when the frame is set (or asked
+        for again)."""
+        if self._frame_requested:
+            self._frame_requested = False
+            self.frame.restart()
+            self._announce_frame(first)
+        remaining = self.frame.remaining
+        samples = self.frame.apply(samples)
+        if remaining and self.frame.degrees is not None:
+            self._announce_frame(first + remaining)
+        return samples
+
+    def _announce_frame(self, sample: int) -> None:
+        if self.frame is None:
+            return
+        pose, t = self.bundle.reference_pose, round(self._clock() - self._start, 3)
+        if self.frame.degrees is None:
+            message = (f"reference pose: hold {pose.label} still for {pose.seconds:g} s (sets "
+                       "the sensor's frame)")
+        else:
+            message = (f"reference pose set: the sensor sits {self.frame.degrees:.0f} degrees "
+                       "from the training frame; turning every sample")
+        self.printer.emit({"kind": "reference", "time": t, "sample": sample,
+                           "degrees": self.frame.degrees, "message": message},
+                          f"{t:9.2f} s  -- {message}")
 
     def _check_stream(self, new_samples: int) -> None:
         """Channel mismatch (an error) and header names, from what the parser saw: a header

@@ -179,6 +179,8 @@ class LiveView:
                 self._events.appendleft((f"{record['time']:.2f}", record["label"],
                                          f"{record['confidence']:.2f}",
                                          f"{record['latency_ms']:.1f}"))
+            elif kind == "reference":
+                self._events.appendleft((f"{record['time']:.2f}", f"-- {record['message']}", "", ""))
             elif kind == "gap":
                 self._recent.clear()  # the detector restarts its smoothing too
                 self._events.appendleft((f"{record['time']:.2f}", f"-- gap ({record['reason']})",

@@ -82,6 +82,11 @@ void setup() {
   Serial.print(kTensorArenaBytes);
   Serial.print(" bytes; imu ");
   Serial.println(gk::kImuName);
+  if (kHasReferencePose) {  // the first samples set the frame (gk_frame.h): hold the pose
+    Serial.print("# reference pose: hold it still for ");
+    Serial.print(kReferenceSamples / kSampleRateHz);
+    Serial.println(" s (send 'r' to set it again)");
+  }
   pacer.start(micros());
 }
 
@@ -98,9 +103,20 @@ void loop() {
   float v[kNumChannels];
   gk::imu_read(v);
   for (int c = 0; c < kNumChannels; ++c) v[c] *= unit_factor[c];
+  if (kHasReferencePose && Serial.read() == 'r') {  // the user holds the pose once more
+    classifier.frame().restart();
+    Serial.println("# reference pose requested: hold it still");
+  }
   gk::Event event;
   bool fired;
-  if (classifier.push(v, &event, &fired) && fired) {
+  const bool frame_was_set = classifier.frame().set();
+  const bool classified = classifier.push(v, &event, &fired);
+  if (kHasReferencePose && !frame_was_set && classifier.frame().set()) {
+    Serial.print("# reference pose set: the sensor sits ");
+    Serial.print(classifier.frame().degrees(), 0);
+    Serial.println(" degrees from the training frame");
+  }
+  if (classified && fired) {
     const double latency_ms = (micros() - now) / 1000.0;
     gk::format_event_line(event.time, kLabels[event.index], event.confidence, latency_ms, line);
     Serial.println(line);

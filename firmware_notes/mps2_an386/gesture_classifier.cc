@@ -7,6 +7,7 @@
 //   #!windows   from now on, every window's runner line ("  window @N: label p") and
 //               "# int8 @N: <output bytes in hex> ticks <Invoke time in 25 MHz ticks>"
 //   #!stats     one "# stats key=value ..." line: parser counts, windows, events, memory
+//   #!reference set the reference-pose frame again from the next samples (SIGUSR1 for `run`)
 #include <string.h>
 
 #include "model_config.h"
@@ -112,15 +113,35 @@ static void print_window() {
   uart_puts(text);
 }
 
+// The runner's announcements of the frame, as comments: "# reference pose: ...".
+static void print_frame() {
+  int len = gk::append_text(text, 0, "# reference pose ");
+  if (classifier.frame().set()) {
+    len = gk::append_text(text, len, "set: the sensor sits ");
+    len = gk::append_fixed(text, len, classifier.frame().degrees(), 0, 0);
+    gk::append_text(text, len, " degrees from the training frame");
+  } else {
+    gk::append_text(text, len, "requested: hold it still");
+  }
+  uart_puts(text);
+}
+
 static void command(const char* line) {
   if (strncmp(line, "#!windows", 9) == 0) print_windows = true;
   if (strncmp(line, "#!stats", 7) == 0) print_stats();
+  if (strncmp(line, "#!reference", 11) == 0 && kHasReferencePose) {
+    classifier.frame().restart();
+    print_frame();
+  }
 }
 
 static void on_sample(uint32_t arrived_us) {
   gk::Event event;
   bool fired;
-  if (!classifier.push(parser.sample(), &event, &fired)) return;
+  const bool frame_was_set = classifier.frame().set();
+  const bool classified = classifier.push(parser.sample(), &event, &fired);
+  if (kHasReferencePose && !frame_was_set && classifier.frame().set()) print_frame();
+  if (!classified) return;
   ++windows;
   if (classifier.invoke_ticks() > invoke_ticks_max) invoke_ticks_max = classifier.invoke_ticks();
   if (print_windows) print_window();

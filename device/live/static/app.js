@@ -123,6 +123,7 @@ function addRecords(records) {
     } else {
       const text = r.kind === "gap" ? `-- gap (${r.reason}, ${r.seconds.toFixed(1)} s)`
         : r.kind === "summary" ? `summary: ${r.samples} samples, ${r.windows} windows, ${r.events} events (${r.ended})`
+        : r.kind === "reference" ? `-- ${r.message}`
         : `warning: ${r.message}`;
       const cell = el("td", r.kind, text);
       cell.colSpan = 3;

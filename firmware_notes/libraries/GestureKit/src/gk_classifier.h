@@ -1,6 +1,7 @@
 // The gesture_classifier pipeline, one copy for every board (the Arduino sketch and the
 // emulated mps2-an386 firmware): ring buffer -> every kHop samples normalise + quantise into
-// the input tensor -> reset the LSTM state -> Invoke -> dequantise -> EventDetector.
+// the input tensor -> reset the LSTM state -> Invoke -> dequantise -> EventDetector; with a
+// reference pose, every sample is first turned into the model's frame (gk_frame.h).
 //
 // Needs TensorFlow Lite Micro, and the bundle's model_config.h and model_data.h included
 // before this header (not part of GestureKit.h, which stays free of TFLM).
@@ -11,6 +12,7 @@
 
 #include <new>
 
+#include "gk_frame.h"
 #include "gk_postprocess.h"
 #include "gk_preprocess.h"
 #include "gk_ring_buffer.h"
@@ -45,7 +47,9 @@ class Int8OpResolver : public tflite::MicroMutableOpResolver<N> {
 class GestureClassifier {
  public:
   GestureClassifier()
-      : ring_(ring_storage_, gesturekit::kWindow, gesturekit::kHop, gesturekit::kNumChannels),
+      : frame_(gesturekit::kReferenceSamples, gesturekit::kReferenceGravity, gesturekit::kTriads,
+               gesturekit::kNumTriads, gesturekit::kAccTriad),
+        ring_(ring_storage_, gesturekit::kWindow, gesturekit::kHop, gesturekit::kNumChannels),
         // Each class's own settings and the bundle's event classes (states are never announced).
         detector_(gesturekit::kNumClasses, gesturekit::kClassSmoothing, gesturekit::kClassThreshold,
                   gesturekit::kClassMinConsecutive, gesturekit::kClassRefractoryS,
@@ -70,6 +74,10 @@ class GestureClassifier {
   bool push(const float* sample, Event* event, bool* fired) {
     *fired = false;
     ++samples_;
+    if (gesturekit::kHasReferencePose) {
+      frame_.apply(sample, turned_, gesturekit::kNumChannels);
+      sample = turned_;
+    }
     if (!ring_.push(sample)) return false;
     TfLiteTensor* input = interpreter_->input(0);
     quantize_window(ring_, gesturekit::kMean, gesturekit::kStd,
@@ -92,6 +100,9 @@ class GestureClassifier {
     detector_.reset();
   }
 
+  // The reference-pose frame (set() once its first samples went by; restart() to set it again).
+  ReferenceFrame& frame() { return frame_; }
+
   // A clock to time Invoke() with (the board's tick counter); invoke_ticks() then reads it.
   void set_clock(uint32_t (*clock)()) { clock_ = clock; }
   uint32_t invoke_ticks() const { return invoke_ticks_; }
@@ -105,6 +116,8 @@ class GestureClassifier {
   float history_[gesturekit::kMaxSmoothing * gesturekit::kNumClasses];
   float smoothed_[gesturekit::kNumClasses];
   float probs_[gesturekit::kNumClasses] = {};
+  float turned_[gesturekit::kNumChannels];
+  ReferenceFrame frame_;
   RingBuffer ring_;
   EventDetector detector_;
   Int8OpResolver<gesturekit::kNumOps> resolver_;
