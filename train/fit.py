@@ -3,6 +3,7 @@ early stopping and checkpointing on validation macro-F1 after a minimum number o
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ class Arrays:
 
 
 KEEP = ("last", "best")
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -39,6 +41,9 @@ class PhaseBudget:
     # its best epoch is what --folds goes by); "best": stop `patience` epochs after the best
     # validation macro-F1 (not before `min_epochs`) and keep that epoch's weights.
     keep: str = "best"
+    # "cosine": the learning rate falls from `learning_rate` to 0 over `epochs` (half a cosine);
+    # "constant": it stays. Not the default: on HAPT no better than constant (docs/generalization.md)
+    schedule: str = "constant"
 
 
 def mixup(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, alpha: float,
@@ -78,6 +83,9 @@ def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Ca
     for epoch in range(1, budget.epochs + 1):
         start = time.perf_counter()
         rng = np.random.default_rng([seed, epoch])
+        if budget.schedule == "cosine":
+            model.optimizer.learning_rate.assign(
+                budget.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / budget.epochs)))
         x_epoch, y_epoch, w_epoch = x_train, targets, sample_weight
         if aug is not None and aug.enabled:
             x_epoch = normalize(augment(train.x, aug, rng, *aug_context))

@@ -7,10 +7,10 @@ starts with a few seconds in a known pose (HAPT's standing, a gesture set's rest
 accelerometer there is that session's gravity, and the smallest rotation taking it onto the
 training median is applied to every x/y/z triad (accelerometer and gyroscope alike).
 
-Training finds the pose by its label (`reference_gravity` of a session's first run of that
-class); a stream, which has no labels, takes its first `seconds` (`StreamFrame`: the runner,
-`evaluate --stream`, `calibrate`, `plot` and the firmware alike): samples before the frame is
-set pass unturned.
+Training and `evaluate` find the pose by its label (`train.datasets.turn_to_pose`: the first
+seconds of a session's first run of that class); a stream, which has no labels, takes its first
+seconds (`StreamFrame`: the runner, `evaluate --stream`, `calibrate`, `plot`, and the firmware's
+gk_frame.h alike): samples before the frame is set pass unturned.
 """
 
 from __future__ import annotations
