@@ -5,14 +5,15 @@ with `trace_test`, so each epoch's validation macro-F1, validation loss and test
 in the run's history. Training is the same up to any epoch whatever stops it later (each
 epoch's shuffling and augmentation are seeded by seed and epoch), so every rule below is
 replayed on that history and picks the epoch a run with that rule would have kept: the test
-score it reports is the score of that run. `--check RULE` runs the CLI once more with the rule
-as its setting and compares.
+score it reports is the score of that run (checked: plain `gesturekit train` runs keeping the
+last epoch score exactly the replayed "last of 100"; docs/generalization.md).
 
     .venv/bin/python bench/train_stopping.py --data hapt=PATH --seeds 0,1,2,3,4 --threads default,1
 
-Printed, and written to bench/results/train_stopping.json: per rule and thread count, test
-macro-F1 mean ± std, the worst seed, epochs trained and the difference from the rule in use
-before (paired by seed and thread count).
+Printed, and written to bench/results/train_stopping.json (with the cells of earlier
+invocations): per rule and thread count, test
+macro-F1 mean ± std, the worst seed, epochs trained, the difference from the rule used before
+issue 21 (paired by seed and thread count) and from the same rule without the variant.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def replay(history: dict, score: str = "val_macro_f1", patience: int = 25, min_e
 
 
 RULES = {
-    "in use: best F1, patience 25, min 15": dict(score="val_macro_f1", patience=25, min_epochs=15),
+    "before: best F1, patience 25, min 15": dict(score="val_macro_f1", patience=25, min_epochs=15),
     "best F1, patience 10": dict(score="val_macro_f1", patience=10, min_epochs=15),
     "best F1, min 40": dict(score="val_macro_f1", patience=25, min_epochs=40),
     "best F1, min 60": dict(score="val_macro_f1", patience=25, min_epochs=60),
@@ -172,6 +173,12 @@ def main(argv: list[str] | None = None) -> None:
             for d in paths for s in args.seeds.split(",")]
     with ThreadPoolExecutor(args.jobs) as pool:
         cells = list(pool.map(lambda t: run_trace(t[0], paths[t[0]], *t[1:], args.runs_dir), todo))
+    # Earlier invocations' cells stay (a rerun of the same cell replaces it): the table covers
+    # every run made, whichever command made it.
+    key = ("dataset", "threads", "variant", "seed")
+    mine = {tuple(c[k] for k in key) for c in cells}
+    old = json.loads(RESULTS.read_text())["cells"] if RESULTS.is_file() else []
+    cells = [c for c in old if tuple(c.get(k, "none") for k in key) not in mine] + cells
     rows = rule_rows(cells)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"cells": cells, "rules": RULES, "rows": rows}, indent=1) + "\n")

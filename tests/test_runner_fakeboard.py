@@ -15,6 +15,7 @@ from fakeboard import FakeBoard, FakeClock
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.frame import StreamFrame
 from gesturekit.device.core.model_info import rate_is_off
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.core.recording import load_session
@@ -73,8 +74,12 @@ def test_windows_and_events_equal_offline_through_junk_and_cut_lines(bundle, ses
     assert summary["bad_lines"] == 2 * len(eaten)
     assert summary["rate_hz"] == pytest.approx(bundle.sample_rate_hz, rel=0.02)
     assert err == ""  # no rate warning, no traceback
-    # The offline reference: the same samples, without the ones the cut lines ate.
+    # The offline reference: the same samples, without the ones the cut lines ate, turned into
+    # the model's frame from their first seconds as the runner turns them.
     data = np.delete(session, eaten, axis=0)
+    if bundle.reference_pose:
+        data = StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
+                           bundle.sample_rate_hz).apply(data)
     classify = Classifier(bundle, "ai_edge_litert", "float")
     detector = EventDetector(PostprocessConfig.for_bundle(bundle, EAGER), bundle.labels,
                              bundle.background_index)
