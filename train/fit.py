@@ -82,27 +82,19 @@ def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Ca
     best_f1, best_epoch, best_weights = -1.0, 0, None
     for epoch in range(1, budget.epochs + 1):
         start = time.perf_counter()
-        rng = np.random.default_rng([seed, epoch])
         if budget.schedule == "cosine":
             model.optimizer.learning_rate.assign(
                 budget.learning_rate * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / budget.epochs)))
-        x_epoch, y_epoch, w_epoch = x_train, targets, sample_weight
-        if aug is not None and aug.enabled:
-            x_epoch = normalize(augment(train.x, aug, rng, *aug_context))
-        if aug is not None and aug.mixup_alpha > 0:
-            x_epoch, y_epoch, w_epoch = mixup(x_epoch, y_epoch, w_epoch, aug.mixup_alpha, rng)
+        x_epoch, y_epoch, w_epoch = _epoch_inputs(x_train, targets, sample_weight, train, normalize,
+                                                  aug, aug_context, np.random.default_rng([seed, epoch]))
         fit = model.fit(x_epoch, y_epoch, batch_size=budget.batch_size, epochs=1, verbose=0,
                         sample_weight=w_epoch, shuffle=True)
         if x_val is not None:
-            prob = model.predict(x_val, batch_size=512, verbose=0)  # (W, K)
-            pred = prob.argmax(axis=1)
-            f1, accuracy = macro_f1(val.y, pred, n_classes), float((pred == val.y).mean())
-            loss = float(-np.log(np.maximum(prob[np.arange(len(val.y)), val.y], 1e-7)).mean())
+            f1, accuracy, loss = _scores(model, x_val, val.y, n_classes)
         else:  # no validation subjects (the final fit after cross-validation): the last epoch
             f1, accuracy, loss = float(epoch), float("nan"), float("nan")
         if watch is not None:
-            history["test_macro_f1"].append(macro_f1(watch.y, model.predict(
-                normalize(watch.x), batch_size=512, verbose=0).argmax(axis=1), n_classes))
+            history["test_macro_f1"].append(_scores(model, normalize(watch.x), watch.y, n_classes)[0])
         history["loss"].append(float(fit.history["loss"][0]))
         history["train_accuracy"].append(float(fit.history.get("accuracy", [np.nan])[0]))
         history["val_macro_f1"].append(f1 if x_val is not None else float("nan"))
@@ -125,3 +117,23 @@ def fit_phase(model, name: str, train: Arrays, val: Arrays | None, normalize: Ca
             "best_val_macro_f1": best_f1 if x_val is not None else None,
             "epochs": len(history["loss"]), "keep": budget.keep,
             "kept_epoch": best_epoch if budget.keep == "best" else len(history["loss"])}
+
+
+def _epoch_inputs(x: np.ndarray, targets: np.ndarray, weights: np.ndarray, train: Arrays,
+                  normalize: Callable, aug: AugmentConfig | None, aug_context: tuple,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One epoch's (windows, targets, sample weights): the raw windows augmented and mixed up
+    when `aug` asks, with this epoch's generator."""
+    if aug is not None and aug.enabled:
+        x = normalize(augment(train.x, aug, rng, *aug_context))
+    if aug is not None and aug.mixup_alpha > 0:
+        x, targets, weights = mixup(x, targets, weights, aug.mixup_alpha, rng)
+    return x, targets, weights
+
+
+def _scores(model, x: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[float, float, float]:
+    """Macro-F1, accuracy and mean cross-entropy of the model on normalised windows `x`."""
+    prob = model.predict(x, batch_size=512, verbose=0)  # (W, K)
+    pred = prob.argmax(axis=1)
+    loss = float(-np.log(np.maximum(prob[np.arange(len(y)), y], 1e-7)).mean())
+    return macro_f1(y, pred, n_classes), float((pred == y).mean()), loss
