@@ -134,8 +134,7 @@ class StreamFrame:
         """Samples (n, C) in, the same samples in the frame out (those of the reference phase
         as they are)."""
         if self.rotation is None:
-            need = self.samples - self._count
-            head, block = block[:need], block[need:]
+            head, block = block[:self.remaining], block[self.remaining:]
             self._seen.append(np.asarray(head[:, self.acc], np.float64))
             self._count += len(head)
             if self._count < self.samples:
