@@ -116,7 +116,7 @@ def one_run(bundle: str, flags: list[str], seconds: float, session: Path) -> dic
     sink = PtySink(link=None)
     run = subprocess.Popen([sys.executable, "-m", "gesturekit.cli", "run", "--port", sink.device,
                             "--model", bundle, "--json", "--windows", "--threshold", "0",
-                            "--smoothing", "1", "--min-consecutive", "1", "--refractory", "0",
+                            "--smoothing", "0", "--min-on", "0", "--refractory", "0",
                             *flags],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines, reader = timed_json_lines(run)

@@ -29,7 +29,7 @@ from gesturekit.train.evaluate import stream_sessions
 RESULTS = Path(__file__).resolve().parent / "results" / "device_stream_hapt.json"
 TRANSITIONS = ["STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE",
                "LIE_TO_STAND"]
-LOOSE = {"smoothing": 1, "threshold": 0.5, "min_consecutive": 1, "refractory_s": 1.0}
+LOOSE = {"smoothing_s": 0.0, "threshold": 0.5, "min_on_s": 0.0, "refractory_s": 1.0}
 
 
 def one_bundle(path: str, dataset) -> dict:

@@ -67,7 +67,7 @@ def one_run(bundle: str, case: str, seconds: float, data: np.ndarray) -> dict:
     web = ["--web", "127.0.0.1:0"] if case != "none" else []
     run = subprocess.Popen([sys.executable, "-m", "gesturekit.cli", "run", "--port", sink.device,
                             "--model", bundle, "--json", "--windows", "--threshold", "0",
-                            "--smoothing", "1", "--min-consecutive", "1", "--refractory", "0",
+                            "--smoothing", "0", "--min-on", "0", "--refractory", "0",
                             *web],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     page = None

@@ -18,6 +18,7 @@ from gesturekit.options import (
     positive_float,
     positive_int,
     probability,
+    to_samples,
 )
 
 GAP_SAMPLES = 5  # the shortest --gap, in samples at the model's rate
@@ -56,6 +57,10 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
                           "tflite_micro runs the int8 model exactly as a board's TFLM does)")
     run.add_argument("--int8", action="store_true",
                      help="run the full-int8 TFLite model (default: the float model)")
+    run.add_argument("--hop", metavar="HOP",
+                     help="samples (16) or seconds (0.32s) between decisions (default: the "
+                          "bundle's, the hop it was calibrated at; post-processing times are in "
+                          "seconds and hold at any hop)")
     run.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (default 1)")
     run.add_argument("--baud", type=positive_int, default=115200,
                      help="serial baud rate (ignored by USB CDC)")
@@ -201,6 +206,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     port = _run_port(args)
     bundle = load_bundle(args.model)
+    if args.hop is not None:  # every part below (windows, detector, views) reads bundle.hop
+        bundle.hop = to_samples(args.hop, bundle.sample_rate_hz, "--hop")
+        calibrated_at = bundle.calibration.get("hop")
+        if calibrated_at and calibrated_at != bundle.hop:
+            print(f"gesturekit run: warning: --hop {bundle.hop} samples; {args.model} was "
+                  f"calibrated at {calibrated_at} (its times hold, its figures were measured "
+                  "there; calibrate a copy at this hop: export --hop, then calibrate)",
+                  file=sys.stderr)
     # Boards send in bursts (USB packets, batched lines): a silence of a few samples is normal,
     # and a shorter --gap would restart the windows so often that none completes.
     shortest_gap = GAP_SAMPLES / bundle.sample_rate_hz

@@ -20,8 +20,12 @@ from gesturekit.device.core.files import check_replaceable, replace_folder
 from gesturekit.device.core.model_info import check_event_classes
 from gesturekit.errors import UserError
 from gesturekit.export import carray, flatbuffer, onnx_export, parity, report, tflite
+from gesturekit.options import to_samples
 
 MODELS = {"cnn_lstm": "cnn_lstm", "cnn": "cnn_head"}  # --model choice -> run model
+# How often a bundle decides by default (`export --hop`): bench/events_hapt.py measured the
+# delay from a gesture's end and the cost on host and board at 1.28, 0.64, 0.32 and 0.16 s.
+DECISION_HOP_S = 0.32
 FLOAT_MAX_ABS_DIFF = 1e-4
 FLOAT_MIN_AGREEMENT = 0.999
 FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "onnx": "model.onnx",
@@ -58,10 +62,11 @@ class ExportResult:
 
 def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
                force: bool = False, allow_mismatch: bool = False,
-               event_classes: list[str] | None = None) -> ExportResult:
+               event_classes: list[str] | None = None, hop: int | str | None = None) -> ExportResult:
     """Export a run's model to a bundle folder; check parity on the run's test split.
     `event_classes`: the classes announced as events (default: every class but the
-    background)."""
+    background); `hop`: samples or "0.32s" between the windows the bundle decides on (default:
+    `DECISION_HOP_S`, never more than the run's hop)."""
     from gesturekit.train.runs import run_windows
 
     if model not in MODELS:
@@ -69,6 +74,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
     out = Path(out)
     check_replaceable(out, force, MODEL_JSON, "model bundle")
     run, info, keras_model = _load_model(run_path, MODELS[model], event_classes)
+    info.hop = decision_hop(hop, info.hop, info.sample_rate_hz)
     train, test = run_windows(run, "train"), run_windows(run, "test")
     if len(train.y) == 0 or len(test.y) == 0:
         raise UserError(f"{run.root}: the run's dataset gives no labelled train or test windows")
@@ -115,6 +121,14 @@ def _load_model(run_path: str | Path, kind: str, event_classes: list[str] | None
                         f"{keras_model.output_shape} do not match the run's window {window}, "
                         f"{channels} channels and {n_classes} labels")
     return run, info, keras_model
+
+
+def decision_hop(hop: int | str | None, run_hop: int, rate_hz: float) -> int:
+    """The bundle's hop in samples: `hop` as given, else DECISION_HOP_S (at most the run's
+    hop: the LSTM is reset for every window, so any hop is valid)."""
+    if hop is not None:
+        return to_samples(hop, rate_hz, "--hop")
+    return min(run_hop, to_samples(f"{DECISION_HOP_S}s", rate_hz, "--hop"))
 
 
 @dataclass

@@ -1,10 +1,18 @@
-"""`gesturekit calibrate BUNDLE DATA`: per-class post-processing tuned on validation subjects.
+"""`gesturekit calibrate BUNDLE DATA`: per-class post-processing tuned on people the model never saw.
 
-The run's validation subjects (never its test subjects) are replayed through the runner's
-windowing and classifier once (`stream_eval.window_probabilities`). Then, for every event
-class on its own (classes are decided independently, see `device/core/postprocess.py`), every
-setting of a grid of smoothing, threshold, minimum consecutive windows and refractory time is
-scored from those probabilities with the rules of `stream_eval.score_events`:
+The calibration sessions are replayed through the runner's windowing and a classifier once, at
+the bundle's hop (the hop it will run at; `export --hop` sets it):
+
+- by default, the run's validation subjects (never its test subjects) through the bundle's own
+  model (`stream_eval.window_probabilities`);
+- with `--folds K`, every non-test subject, each through a fold model: K models trained as the
+  bundle's run was (its config and seed), each without one fold of the non-test subjects,
+  predict that fold (out-of-fold). Four validation subjects of HAPT hold 0.2 h of background,
+  too little to test a budget of 10 false events per hour; all 21 hold about 1 h. The fold runs
+  are kept beside the run (`RUN.folds/foldI`) and reused when their config matches.
+
+Then, for every event class on its own, every setting of a grid of smoothing, threshold,
+minimum time on and refractory time (seconds; `export.event_search`) is scored:
 
 - with `--max-false-per-hour F`: the settings that find the most segments (mean recall over
   event classes) while the false events stay within F per hour of background and F per hour
@@ -12,26 +20,24 @@ scored from those probabilities with the rules of `stream_eval.score_events`:
 - without a budget: each class's best event F1.
 
 The choice is replayed through the real `EventDetector` and scored by `score_events` (the
-figures reported), then written into `model.json` (`postprocess.per_class`, `event_classes`,
-`calibration`) and `model_config.h` (its post-processing block), with a recall against false
-events per hour PNG per event class in the bundle and its report. Nothing is retrained or
-re-exported. The bundle is rewritten as a whole (`device.core.files.replace_folder`: a copy beside
-it, renamed over it when complete), so bad input, a failure or a kill changes nothing.
+figures reported, with the 95% Poisson interval of the false-event rate), then written into
+`model.json` (`postprocess.per_class`, `event_classes`, `calibration`) and `model_config.h`
+(its post-processing block), with a recall against false events per hour PNG per event class
+in the bundle and its report. Nothing is retrained or re-exported. The bundle is rewritten as a
+whole (`device.core.files.replace_folder`), so bad input, a failure or a kill changes nothing.
 
 The validation subjects and dataset options come from model.json (`training.split`,
-`training.dataset`, written by export), so a bundle calibrates from any folder, moved or copied,
-without its run. Settings must rest on something: data whose validation sessions have no
-segment of an event class, or, with a budget F, less than 3/F hours of background (with no
-false event in 3/F hours, the rate is at most F with 95% confidence: the rule of three) are
-refused with one line.
+`training.dataset`), so a bundle calibrates from any folder without its run (`--folds` needs
+the run: its config). Settings must rest on something: sessions with no segment of an event
+class, or, with a budget F, less than 3/F hours of background (with no false event in 3/F
+hours, the rate is at most F with 95% confidence: the rule of three) are refused with one line.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 import shutil
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,68 +46,21 @@ from gesturekit.device.core.backends import Classifier, choose_backend
 from gesturekit.device.core.bundle import MODEL_JSON, Bundle, load_bundle, write_model_json
 from gesturekit.device.core.files import replace_folder, write_atomic
 from gesturekit.device.core.model_info import DEFAULT_POSTPROCESS, check_event_classes
-from gesturekit.device.core.postprocess import PostprocessConfig, smoothed
+from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.device.core.stream_eval import (
+    SessionTruth,
     bundle_label_ids,
     detect,
     score_events,
+    turned_stream,
     window_probabilities,
 )
-from gesturekit.device.core.windowing import UNLABELLED, label_runs
+from gesturekit.device.core.windowing import cut_windows, window_starts
 from gesturekit.errors import UserError
 from gesturekit.export import carray
+from gesturekit.export.event_search import Session, choose, class_options, grid_counts, smoothed_outputs
 
-SMOOTHING = (1, 2, 3, 4)
-MIN_CONSECUTIVE = (1, 2, 3)
-THRESHOLDS = tuple(round(0.3 + 0.05 * i, 2) for i in range(14)) + (0.97, 0.99)
-REFRACTORY_HOPS = (0, 2, 4, 8)  # refractory times, in hops of the model
 REPORT_SECTION = "\n## Calibration\n"
-
-
-@dataclass
-class Option:
-    """One setting of one class and what it scores on the validation sessions."""
-
-    settings: dict
-    found: int  # segments with an event
-    segments: int
-    events: int
-    true_events: int
-    false_background: int
-    false_states: int
-    delays: list[float]
-    neighbours: float = 0.0  # the objective averaged with the next thresholds down and up
-
-    @property
-    def false_events(self) -> int:
-        return self.events - self.true_events
-
-    @property
-    def recall(self) -> float:
-        return self.found / self.segments if self.segments else 0.0
-
-    @property
-    def precision(self) -> float:
-        return self.true_events / self.events if self.events else 0.0
-
-    @property
-    def f1(self) -> float:
-        p, r = self.precision, self.recall
-        return 2 * p * r / (p + r) if p + r else 0.0
-
-    def preference(self) -> tuple:
-        """Among equal objectives: a setting whose neighbours score well too (the middle of a
-        plateau, not its edge: a few validation subjects tie many settings), fewer false
-        events, stricter, earlier."""
-        return (round(self.neighbours, 9), -self.false_events, self.settings["threshold"],
-                self.settings["min_consecutive"], -float(np.mean(self.delays or [0.0])))
-
-
-@dataclass
-class _Session:
-    ids: np.ndarray  # per-sample bundle label ids
-    ends: np.ndarray  # window ends
-    probs: np.ndarray  # (W, K)
 
 
 def _validation_split(bundle: Bundle) -> tuple[list[str], dict]:
@@ -130,7 +89,7 @@ def _validation_split(bundle: Bundle) -> tuple[list[str], dict]:
 
 
 def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> tuple[list, dict]:
-    """The run's validation sessions of DATA, replayed once; refuses everything unusable."""
+    """The run's validation sessions of DATA through the bundle's model; refuses unusable data."""
     from gesturekit.train.datasets import load_dataset
     from gesturekit.train.evaluate import stream_sessions
 
@@ -143,24 +102,62 @@ def _validation_sessions(bundle: Bundle, data: str, classifier_args: tuple) -> t
     classifier = Classifier(bundle, *classifier_args)
     sessions = []
     for s in stream_sessions(bundle, dataset, val):
-        ends, probs = window_probabilities(bundle, s.data, classifier)
-        sessions.append(_Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends, probs))
-    info = {"run": bundle.training.get("run"), "dataset": str(data), "validation_subjects": val,
-            "sessions": len(sessions), "backend": classifier.backend, "model": classifier.kind}
+        ends, probs = window_probabilities(bundle, s.data, classifier, s.turned)
+        sessions.append(Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends, probs))
+    info = {"source": "validation subjects, the bundle's model", "validation_subjects": val,
+            "backend": classifier.backend, "model": classifier.kind}
     return sessions, info
+
+
+def _fold_sessions(bundle: Bundle, data: str, folds: int) -> tuple[list, dict]:
+    """Every non-test subject's sessions of DATA through the fold model that did not train on
+    them (Keras, float: what the bundle's float model computes to 1e-4)."""
+    from gesturekit.export.fold_runs import fold_runs
+    from gesturekit.train.datasets import load_dataset
+    from gesturekit.train.evaluate import stream_sessions
+    from gesturekit.train.runs import load_keras_model
+
+    run_dir = bundle.run_folder()
+    if run_dir is None:
+        raise UserError(f"{bundle.root}: --folds trains fold models as the bundle's run was, and "
+                        f"its run folder {bundle.training.get('run')!r} is gone; calibrate "
+                        "without --folds, or keep the run beside the bundle")
+    runs = fold_runs(run_dir, data, folds)
+    dataset = load_dataset(data, **runs[0][0].config["dataset"].get("options", {}))
+    sessions, subjects = [], []
+    for run, held in runs:
+        info = replace(run.model_info, hop=bundle.hop)  # the fold's frame and normalisation
+        model = load_keras_model(run)
+        for s in stream_sessions(info, dataset, held):
+            ends, probs = _keras_probabilities(info, s.data, model, s.turned)
+            sessions.append(Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends, probs))
+        subjects += held
+    info = {"source": f"out-of-fold predictions of {folds} fold models on the non-test subjects",
+            "validation_subjects": subjects, "folds": [str(r.root) for r, _ in runs],
+            "backend": "keras", "model": "float"}
+    return sessions, info
+
+
+def _keras_probabilities(info, data: np.ndarray, model,
+                         turned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """`window_probabilities` for a Keras model: the same frame and windows, one batch."""
+    data, skip = turned_stream(info, data, turned)
+    ends = skip + window_starts(len(data), info.window, info.hop) + info.window
+    x = info.normalization.apply(cut_windows(data, info.window, info.hop))
+    return ends, model.predict(x, batch_size=1024, verbose=0).astype(np.float32)
 
 
 def _duration(hours: float) -> str:
     return f"{hours:.2f} h" if hours >= 2 else f"{hours * 60:.1f} min"
 
 
-def check_enough(bundle: Bundle, sessions: list[_Session], events: list[str], hours: dict,
+def check_enough(bundle: Bundle, truths: list[SessionTruth], events: list[str], hours: dict,
                  budget: float | None, data: str, subjects: list[str]) -> None:
-    """Refuse data the settings could not rest on: an event class without a segment on the
-    validation sessions (nothing to tune it on), or, with a budget of F false events per hour,
+    """Refuse data the settings could not rest on: an event class without a segment in the
+    calibration sessions (nothing to tune it on), or, with a budget of F false events per hour,
     less than 3/F hours of background (too little to tell F from none)."""
-    where = f"{data}: the validation subjects ({', '.join(subjects)})"
-    found = {int(s.ids[a]) for s in sessions for a, _ in label_runs(s.ids)}
+    where = f"{data}: the calibration subjects ({', '.join(subjects)})"
+    found = {cls for t in truths for cls, _, _ in t.segments}
     empty = [e for e in events if bundle.labels.index(e) not in found]
     if empty:
         raise UserError(f"{where} have no segment of event class(es) {', '.join(empty)}: nothing "
@@ -169,134 +166,14 @@ def check_enough(bundle: Bundle, sessions: list[_Session], events: list[str], ho
         have = hours["background"]
         raise UserError(f"{where} hold {_duration(have)} of background; a budget of {budget:g} "
                         f"false events per hour needs at least {_duration(3 / budget)} (3/F hours) "
-                        "to be tested; record more background, or "
-                        + (f"give --max-false-per-hour {math.ceil(3 / have)} or more" if have > 0
-                           else "calibrate without --max-false-per-hour"))
-
-
-def _class_windows(bundle: Bundle, s: _Session, c: int, is_event: np.ndarray) -> tuple:
-    """Per window of the session, for class c: the segments of c it overlaps, and where a false
-    event there would count (0 true, 1 background, 2 states, 3 event segments), as
-    `score_events` decides."""
-    ids, window = s.ids, bundle.window
-    background = (ids == UNLABELLED) | (ids == bundle.background_index)
-    states = ~background & ~is_event[np.maximum(ids, 0)]
-    segments = [(a, b) for a, b in label_runs(ids) if ids[a] == c]
-    overlaps, kinds = [], np.zeros(len(s.ends), np.int8)
-    for i, end in enumerate(s.ends):
-        a = int(end) - window
-        overlaps.append([j for j, (first, last) in enumerate(segments) if a < last and first < end])
-        if (ids[a:end] == c).any():
-            continue
-        if (background[a:end] | states[a:end]).mean() > 0.5:
-            kinds[i] = 1 if background[a:end].sum() >= states[a:end].sum() else 2
-        else:
-            kinds[i] = 3
-    return segments, overlaps, kinds
-
-
-def _event_windows(on: np.ndarray, times: np.ndarray, n: int, refractory: float) -> list[int]:
-    """Windows where one class fires, as `EventDetector` decides for that class alone."""
-    fired, last = [], None
-    padded = np.concatenate([[False], on, [False]])
-    edges = np.flatnonzero(np.diff(padded.astype(np.int8)))
-    for first, end in zip(edges[::2], edges[1::2], strict=True):
-        for i in range(first + n - 1, end):
-            if last is None or times[i] - last >= refractory:
-                fired.append(i)
-                last = times[i]
-                break
-    return fired
-
-
-def class_options(bundle: Bundle, sessions: list[_Session], c: int,
-                  is_event: np.ndarray, averages: dict) -> list[Option]:
-    """Every grid setting of class c, scored on the sessions."""
-    rate, hop_s = bundle.sample_rate_hz, bundle.hop / bundle.sample_rate_hz
-    per_session = [_class_windows(bundle, s, c, is_event) for s in sessions]
-    options = []
-    for k, t in itertools.product(SMOOTHING, THRESHOLDS):
-        ons = [(top == c) & (conf[:, c] >= t) for top, conf in averages[k]]
-        for n, hops in itertools.product(MIN_CONSECUTIVE, REFRACTORY_HOPS):
-            settings = {"smoothing": k, "threshold": t, "min_consecutive": n,
-                        "refractory_s": round(hops * hop_s, 4)}
-            found = segments = events = true = fb = fs = 0
-            delays = []
-            for s, on, (segs, overlaps, kinds) in zip(sessions, ons, per_session, strict=True):
-                fired = _event_windows(on, s.ends / rate, n, settings["refractory_s"])
-                hit = {}
-                for i in fired:
-                    for j in overlaps[i]:
-                        hit.setdefault(j, i)
-                segments += len(segs)
-                found += len(hit)
-                delays += [(int(s.ends[i]) - segs[j][0]) / rate for j, i in hit.items()]
-                events += len(fired)
-                kind = kinds[fired] if fired else np.zeros(0, np.int8)
-                true += int((kind == 0).sum())
-                fb += int((kind == 1).sum())
-                fs += int((kind == 2).sum())
-            options.append(Option(settings, found, segments, events, true, fb, fs, delays))
-    return options
-
-
-def rate_neighbours(options: list[Option], objective) -> None:
-    """Set each option's `neighbours`: `objective` averaged over it and the options one
-    threshold step down and up with the same other settings (0 past the grid's ends: an edge
-    is no middle)."""
-    grid = {tuple(o.settings.values()): o for o in options}
-    for o in options:
-        k, t, n, r = o.settings.values()
-        i = THRESHOLDS.index(t)
-        near = [grid[(k, THRESHOLDS[j], n, r)] for j in (i - 1, i + 1) if 0 <= j < len(THRESHOLDS)]
-        o.neighbours = (objective(o) + sum(objective(x) for x in near)) / 3
-
-
-def choose(options: dict[str, list[Option]], budget: float | None,
-           hours: dict[str, float]) -> tuple[dict[str, Option], bool]:
-    """The setting per class and whether the budget holds: best F1 each (no budget), or the
-    most recall within the budget of false events per hour of background and of non-event
-    states, summed over classes (when no setting keeps within it: the fewest false events)."""
-    if budget is None:
-        for opts in options.values():
-            rate_neighbours(opts, lambda o: o.f1)
-        return {c: max(opts, key=lambda o: (o.f1, o.preference())) for c, opts in options.items()}, True
-    for opts in options.values():
-        rate_neighbours(opts, lambda o: o.recall)
-    # Allowed false events on these sessions; no hours of a kind means none can fall there.
-    limit_b = math.floor(budget * hours["background"] + 1e-9)
-    limit_s = math.floor(budget * hours["states"] + 1e-9)
-    # Knapsack over classes in two budgets: (false in background, in states) -> best so far,
-    # scored by (sum of recall, fewer false events of any kind, sum of neighbours' recall).
-    best: dict[tuple[int, int], tuple[tuple, dict[str, Option]]] = {(0, 0): ((0.0, 0, 0.0), {})}
-    for c, opts in options.items():
-        useful: dict[tuple[int, int], Option] = {}  # the best option per false-event cost
-        for o in opts:
-            key = (o.false_background, o.false_states)
-            if key[0] <= limit_b and key[1] <= limit_s and (
-                    key not in useful or (o.recall, o.preference()) >
-                    (useful[key].recall, useful[key].preference())):
-                useful[key] = o
-        step: dict[tuple[int, int], tuple[tuple, dict[str, Option]]] = {}
-        for (b, s), (score, picks) in best.items():
-            for (ob, os_), o in useful.items():
-                key = (b + ob, s + os_)
-                if key[0] > limit_b or key[1] > limit_s:
-                    continue
-                new = (score[0] + o.recall, score[1] - o.false_events, score[2] + o.neighbours)
-                if key not in step or new > step[key][0]:
-                    step[key] = (new, {**picks, c: o})
-        best = step
-    if not best:
-        fewest = {c: min(opts, key=lambda o: (o.false_background + o.false_states, -o.recall))
-                  for c, opts in options.items()}
-        return fewest, False
-    return max(best.values(), key=lambda v: v[0])[1], True
+                        "to be tested; calibrate on more people (--folds 3), record more "
+                        "background, or " + (f"give --max-false-per-hour {math.ceil(3 / have)} or more"
+                                             if have > 0 else "calibrate without --max-false-per-hour"))
 
 
 def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = None,
               event_classes: list[str] | None = None, backend: str | None = None,
-              int8: bool = False) -> dict:
+              int8: bool = False, folds: int = 0) -> dict:
     """Search, verify and write the per-class post-processing; returns what was written."""
     if max_false_per_hour is not None and not (max_false_per_hour > 0 and
                                                math.isfinite(max_false_per_hour)):
@@ -309,29 +186,30 @@ def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = Non
         raise UserError(f"{bundle.root}: no event classes to calibrate")
     header_path = bundle.root / bundle.files.get("c_config", "model_config.h")
     header = header_path.read_text(encoding="utf-8") if header_path.is_file() else None
-    sessions, info = _validation_sessions(bundle, data, choose_backend(bundle, backend, int8))
+    sessions, info = (_fold_sessions(bundle, data, folds) if folds else
+                      _validation_sessions(bundle, data, choose_backend(bundle, backend, int8)))
+    info = {"run": bundle.training.get("run"), "dataset": str(data), "hop": bundle.hop,
+            "sessions": len(sessions), **info}
 
     is_event = np.isin(np.arange(len(bundle.labels)), [bundle.labels.index(e) for e in events])
-    averages = _smoothed_outputs(sessions)
-    hours = _hours(bundle, sessions, is_event)
-    check_enough(bundle, sessions, events, hours, max_false_per_hour, data,
-                 info["validation_subjects"])
-    options = {e: class_options(bundle, sessions, bundle.labels.index(e), is_event, averages)
-               for e in events}
+    truths = [SessionTruth(bundle, s.ids, is_event) for s in sessions]
+    hours = {kind: sum(int(getattr(t, kind).sum()) for t in truths) / bundle.sample_rate_hz / 3600
+             for kind in ("background", "states")}
+    check_enough(bundle, truths, events, hours, max_false_per_hour, data, info["validation_subjects"])
+    averages = smoothed_outputs(sessions, grid_counts(bundle.hop, bundle.sample_rate_hz)[0])
+    options = {e: class_options(sessions, truths, bundle.labels.index(e), bundle.window, bundle.hop,
+                                bundle.sample_rate_hz, averages) for e in events}
     chosen, budget_met = choose(options, max_false_per_hour, hours)
 
     # The choice through the runner's own detector and scoring: the figures reported.
-    per_class = {e: chosen[e].settings for e in events}
-    cfg = PostprocessConfig(**{k: bundle.postprocess[k] for k in DEFAULT_POSTPROCESS},
-                            per_class=per_class, event_classes=events)
+    bundle.event_classes = events
+    bundle.postprocess = {**{k: bundle.postprocess[k] for k in DEFAULT_POSTPROCESS},
+                          "per_class": {e: chosen[e].settings for e in events}}
+    cfg = PostprocessConfig.for_bundle(bundle)
     scored = [(f"session {i}", s.ids, detect(bundle, s.ends, s.probs, cfg))
               for i, s in enumerate(sessions)]
     validation = score_events(bundle, scored, events)
     validation.pop("events_by_session")
-
-    bundle.event_classes = events
-    bundle.postprocess = {**{k: bundle.postprocess[k] for k in DEFAULT_POSTPROCESS},
-                          "per_class": per_class}
     objective = ("max recall within the budget" if max_false_per_hour is not None
                  else "best event F1 per class")
     bundle.calibration = {**info, "objective": objective,
@@ -355,27 +233,6 @@ def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = Non
     return bundle.calibration
 
 
-def _smoothed_outputs(sessions: list) -> dict[int, list]:
-    """For each smoothing k of the grid, per session: (top class, averaged probabilities) of
-    every window, as the detector would average them."""
-    averages = {k: [] for k in SMOOTHING}
-    for s, k in itertools.product(sessions, SMOOTHING):
-        avg = np.array([smoothed(list(s.probs[max(0, i - k + 1): i + 1]))
-                        for i in range(len(s.probs))]).reshape(len(s.probs), -1)
-        averages[k].append((avg.argmax(axis=1), avg))
-    return averages
-
-
-def _hours(bundle: Bundle, sessions: list, is_event: np.ndarray) -> dict[str, float]:
-    """Hours of background (unlabelled or the background class) and of states (labelled, not
-    an event class) in the validation sessions: what false events are counted over."""
-    rate = bundle.sample_rate_hz
-    background = [(s.ids == UNLABELLED) | (s.ids == bundle.background_index) for s in sessions]
-    return {"background": sum(int(b.sum()) for b in background) / rate / 3600,
-            "states": sum(int((~b & ~is_event[np.maximum(s.ids, 0)]).sum())
-                          for s, b in zip(sessions, background, strict=True)) / rate / 3600}
-
-
 def _write(bundle: Bundle, header: str | None, header_where: str, options: dict,
            chosen: dict, hours: dict) -> None:
     """Into the bundle's folder (a copy, swapped in when whole): the PNGs, model_config.h
@@ -395,8 +252,7 @@ def _write(bundle: Bundle, header: str | None, header_where: str, options: dict,
         figures[label] = name
     bundle.calibration["figures"] = figures
     if header is not None:
-        block = carray.postprocess_block(bundle.labels, bundle.background_label,
-                                         bundle.postprocess, bundle.event_classes)
+        block = carray.postprocess_block(bundle)
         write_atomic(bundle.root / bundle.files.get("c_config", "model_config.h"),
                      carray.replace_postprocess_block(header, block, header_where))
     report = bundle.root / bundle.files.get("report", "report.md")
@@ -406,21 +262,28 @@ def _write(bundle: Bundle, header: str | None, header_where: str, options: dict,
     write_model_json(bundle)
 
 
+def _interval(v: dict) -> str:
+    """' (95%: a-b)' for the false-event rate per hour of background, or ''."""
+    ci = v.get("false_per_hour_background_95")
+    return f" (95%: {ci[0]:.1f}-{ci[1]:.1f})" if ci else ""
+
+
 def report_section(bundle: Bundle) -> str:
-    """The report's calibration section: settings and validation figures per event class."""
+    """The report's calibration section: settings and calibration figures per event class."""
     cal = bundle.calibration
     v = cal["validation"]
     budget = cal["max_false_per_hour"]
     lines = [
-        f"`gesturekit calibrate` on the validation subjects {', '.join(cal['validation_subjects'])} "
-        f"({cal['sessions']} sessions; {cal['hours']['background']:.2f} h of background, "
-        f"{cal['hours']['states']:.2f} h of non-event states), {cal['model']} model: "
+        f"`gesturekit calibrate` at hop {cal['hop']} on {cal['source']}: subjects "
+        f"{', '.join(cal['validation_subjects'])} ({cal['sessions']} sessions; "
+        f"{cal['hours']['background']:.2f} h of background, {cal['hours']['states']:.2f} h of "
+        f"non-event states), {cal['model']} model: "
         + (f"most recall within {budget:g} false events per hour." if budget is not None
            else "best event F1 per class."),
         f"Event classes: {', '.join(bundle.event_classes)} (the others are states, never announced).",
         "",
-        "| class | smoothing | threshold | min consecutive | refractory s | recall | precision "
-        "| delay p90 s |",
+        "| class | smoothing s | threshold | min on s | refractory s | recall | precision "
+        "| delay from end p90 s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for label, s in bundle.postprocess["per_class"].items():
@@ -428,15 +291,15 @@ def report_section(bundle: Bundle) -> str:
         precision = f"{c['precision']:.2f}" if c["precision"] is not None else "-"
         recall = f"{c['recall']:.2f}" if c["recall"] is not None else "-"
         delay = c["delay_s"]["p90"]
-        lines.append(f"| {label} | {s['smoothing']} | {s['threshold']:g} | {s['min_consecutive']} | "
+        lines.append(f"| {label} | {s['smoothing_s']:g} | {s['threshold']:g} | {s['min_on_s']:g} | "
                      f"{s['refractory_s']:g} | {recall} | {precision} | "
                      f"{delay if delay is not None else '-'} |")
     rate_b, rate_s = v["false_events_per_hour_background"], v["false_events_per_hour_states"]
-    lines += ["", f"Validation: recall {v['recall'] or 0:.2f}, {v['false_events']} false events "
-              f"({'-' if rate_b is None else f'{rate_b:.1f}'} per hour of background, "
-              f"{'-' if rate_s is None else f'{rate_s:.1f}'} per hour of non-event states), "
-              f"{v['double_counts'] or 0:.2f} events per segment found. Test subjects were not "
-              "used; measure them with `gesturekit evaluate BUNDLE DATA --stream --subjects ...`.",
+    lines += ["", f"Calibration sessions: recall {v['recall'] or 0:.2f}, {v['false_events']} false "
+              f"events ({'-' if rate_b is None else f'{rate_b:.1f}'} per hour of background"
+              f"{_interval(v)}, {'-' if rate_s is None else f'{rate_s:.1f}'} per hour of non-event "
+              f"states), {v['double_counts'] or 0:.2f} events per segment found. Test subjects were "
+              "not used; measure them with `gesturekit evaluate BUNDLE DATA --stream --subjects ...`.",
               ""]
     lines += [f"![{label}]({name})" for label, name in cal["figures"].items()]
     return "\n".join(lines) + "\n"
@@ -444,12 +307,13 @@ def report_section(bundle: Bundle) -> str:
 
 def print_summary(result: dict) -> None:
     v = result["validation"]
-    print(f"calibrated on {result['sessions']} validation sessions "
-          f"(subjects {', '.join(result['validation_subjects'])}): {result['objective']}")
+    print(f"calibrated at hop {result['hop']} on {result['sessions']} sessions of "
+          f"{result['source']} (subjects {', '.join(result['validation_subjects'])}): "
+          f"{result['objective']}")
     for label, c in v["per_class"].items():
         print(f"  {label:<20} recall {c['recall'] if c['recall'] is not None else float('nan'):.2f}"
               f"  precision {c['precision'] if c['precision'] is not None else float('nan'):.2f}"
               f"  events {c['events']}")
-    print(f"false events per hour: background {v['false_events_per_hour_background']}, "
-          f"non-event states {v['false_events_per_hour_states']}")
-
+    rate_b = v["false_events_per_hour_background"]
+    print(f"false events per hour: background {'-' if rate_b is None else f'{rate_b:.1f}'}"
+          f"{_interval(v)}, non-event states {v['false_events_per_hour_states']}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gesturekit.device.core.frame import accelerometer, reference_samples, triads
-from gesturekit.device.core.model_info import ModelInfo, announced_classes
+from gesturekit.device.core.model_info import ModelInfo
 from gesturekit.errors import UserError
 
 ARRAY_NAME = "g_model_data"
@@ -96,7 +96,10 @@ constexpr const char* kChannels[kNumChannels] = {{{", ".join(_c_string(c) for c 
 constexpr const char* kUnits[kNumChannels] = {{{units}}};
 constexpr float kSampleRateHz = {_float(model.sample_rate_hz)};
 constexpr int kWindow = {model.window};
-constexpr int kHop = {model.hop};
+#ifndef GK_HOP  // a sketch may decide more or less often: #define GK_HOP before this header
+#define GK_HOP {model.hop}  // `gesturekit export --hop`; calibrated at this hop
+#endif
+constexpr int kHop = GK_HOP;
 
 // Normalise each raw value first: (x - kMean[c]) / kStd[c].
 constexpr float kMean[kNumChannels] = {{{_floats(model.normalization.mean)}}};
@@ -117,7 +120,7 @@ constexpr bool kStateful = {str(model.stateful).lower()};
 constexpr int kTensorArenaBytes = {cfg.arena_bytes};
 
 {reference_block(model)}
-{postprocess_block(model.labels, model.background_label, model.postprocess, model.event_classes)}
+{postprocess_block(model)}
 // Ops for a tflite::MicroMutableOpResolver<kNumOps>; returns false if one failed.
 constexpr int kNumOps = {len(cfg.ops)};
 template <typename Resolver>
@@ -160,34 +163,45 @@ POSTPROCESS_BEGIN = "// Post-processing, as model.json"  # `calibrate` rewrites 
 POSTPROCESS_END = "// Ops for a tflite::"  # to here
 
 
-def postprocess_block(labels: list[str], background: str | None, postprocess: dict,
-                      event_classes: list[str] | None) -> str:
+def postprocess_block(model: ModelInfo) -> str:
     """The post-processing constants of `model_config.h` (one block, so `gesturekit
     calibrate` can replace it in an exported header without re-exporting)."""
-    events = set(announced_classes(labels, background, event_classes))
+    labels, postprocess, rate_hz = model.labels, model.postprocess, model.sample_rate_hz
+    events = set(model.events)
     per_class = [{**postprocess, **postprocess.get("per_class", {}).get(label, {})}
                  for label in labels]
 
-    def row(key: str, fmt) -> str:
+    def row(key: str, fmt=lambda v: repr(float(v))) -> str:
         return ", ".join(fmt(s[key]) for s in per_class)
 
-    return f"""// Post-processing, as model.json "postprocess" and `gesturekit run`: average the last
-// kSmoothing outputs, announce a class once kMinConsecutive windows in a row reach
-// kThreshold, then stay silent for kRefractoryS. Doubles: compared like Python floats.
-// These are the defaults; the kClass* arrays hold each class's own settings (from
-// `gesturekit calibrate`), and only classes with kIsEventClass are announced (the others
-// are states). Pass them all to gk::EventDetector's per-class constructor, with a history
-// of kMaxSmoothing * kNumClasses floats.
-constexpr int kSmoothing = {postprocess["smoothing"]};
+    def windows(key: str) -> str:
+        return row(key, lambda v: f"Windows({float(v)!r})")
+
+    return f"""// Post-processing, as model.json "postprocess" and `gesturekit run`: average the
+// outputs of the last kSmoothingS seconds, announce a class once it has been on (top and at
+// least kThreshold) for kMinOnS, then stay silent for kRefractoryS. Times are in seconds, so
+// they hold at any kHop; Windows() turns them into window counts at kHop exactly as
+// gesturekit's windows_for does. Doubles: compared like Python floats. These are the
+// defaults; the kClass* arrays hold each class's own settings (from `gesturekit calibrate`),
+// and only classes with kIsEventClass are announced (the others are states). Pass the counts
+// to gk::EventDetector's per-class constructor, with a history of kMaxSmoothing * kNumClasses
+// floats.
+constexpr double kHopS = kHop / {float(rate_hz)!r};
+constexpr int Windows(double seconds) {{
+  return seconds / kHopS + 0.5 < 1.0 ? 1 : static_cast<int>(seconds / kHopS + 0.5);
+}}
+constexpr double kSmoothingS = {float(postprocess["smoothing_s"])!r};
 constexpr double kThreshold = {float(postprocess["threshold"])!r};
-constexpr int kMinConsecutive = {postprocess["min_consecutive"]};
+constexpr double kMinOnS = {float(postprocess["min_on_s"])!r};
 constexpr double kRefractoryS = {float(postprocess["refractory_s"])!r};
-constexpr int kMaxSmoothing = {max(s["smoothing"] for s in [postprocess, *per_class])};
+constexpr int kSmoothing = Windows(kSmoothingS);
+constexpr int kMinConsecutive = Windows(kMinOnS);
+constexpr int kMaxSmoothing = Windows({max(float(s["smoothing_s"]) for s in [postprocess, *per_class])!r});
 constexpr bool kIsEventClass[kNumClasses] = {{{", ".join(str(x in events).lower() for x in labels)}}};
-constexpr int kClassSmoothing[kNumClasses] = {{{row("smoothing", str)}}};
-constexpr double kClassThreshold[kNumClasses] = {{{row("threshold", lambda v: repr(float(v)))}}};
-constexpr int kClassMinConsecutive[kNumClasses] = {{{row("min_consecutive", str)}}};
-constexpr double kClassRefractoryS[kNumClasses] = {{{row("refractory_s", lambda v: repr(float(v)))}}};
+constexpr int kClassSmoothing[kNumClasses] = {{{windows("smoothing_s")}}};
+constexpr double kClassThreshold[kNumClasses] = {{{row("threshold")}}};
+constexpr int kClassMinConsecutive[kNumClasses] = {{{windows("min_on_s")}}};
+constexpr double kClassRefractoryS[kNumClasses] = {{{row("refractory_s")}}};
 """
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from gesturekit.cli import epilog
-from gesturekit.options import positive_float
+from gesturekit.options import nonnegative_int, positive_float
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -27,17 +27,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--event-classes", type=lambda s: [c for c in s.split(",") if c],
                         help="classes announced as events, e.g. jump,punch,turn (default: every "
                              "class but the background; the others are states, never announced)")
+    export.add_argument("--hop", metavar="HOP",
+                        help="samples (16) or seconds (0.32s) between the windows the bundle "
+                             "decides on, here and on the board (model_config.h kHop; default: "
+                             "0.32 s, at most the run's hop)")
     export.set_defaults(func=cmd_export)
 
     cal = commands.add_parser(
         "calibrate", help="tune a bundle's per-class post-processing on the run's validation subjects",
-        description="Replay the run's validation subjects (never its test subjects) through the "
-                    "runner's windowing and post-processing, search per-class smoothing, "
-                    "threshold, minimum consecutive windows and refractory time, and write the "
+        description="Replay the run's validation subjects (never its test subjects), or with "
+                    "--folds every non-test subject through fold models, at the bundle's hop "
+                    "through the runner's windowing and post-processing, search per-class "
+                    "smoothing, threshold, minimum time on and refractory time, and write the "
                     "choice into model.json and model_config.h (no retraining, no re-export), "
                     "with a recall / false events per hour plot per event class.",
         epilog=epilog("gesturekit calibrate demo/bundle demo/data",
-                      "gesturekit calibrate bundles/hapt ../shared/data/hapt --max-false-per-hour 10"))
+                      "gesturekit calibrate bundles/hapt ../shared/data/hapt --max-false-per-hour 10 "
+                      "--folds 3"))
     cal.add_argument("bundle", metavar="BUNDLE", help="model bundle folder (from `gesturekit export`)")
     cal.add_argument("data", metavar="DATA", help="the run's dataset (folder or HAPT zip)")
     cal.add_argument("--max-false-per-hour", type=positive_float,
@@ -45,6 +51,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                           "and per hour of non-event states (default: best event F1 per class)")
     cal.add_argument("--event-classes", type=lambda s: [c for c in s.split(",") if c],
                      help="classes announced as events (default: the bundle's)")
+    cal.add_argument("--folds", type=nonnegative_int, default=0, metavar="K",
+                     help="calibrate on every non-test subject through K fold models trained as "
+                          "the run was (kept in RUN.folds/; K more trainings) instead of the "
+                          "validation subjects alone (default 0: off)")
     cal.add_argument("--backend", choices=("ai_edge_litert", "tflite_runtime", "onnxruntime"),
                      help="interpreter (default: the first installed, in this order)")
     cal.add_argument("--int8", action="store_true", help="calibrate on the full-int8 model's outputs")
@@ -59,7 +69,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from gesturekit.export.build import export_run
 
     result = export_run(args.run, args.out, model=args.model, force=args.force,
-                        allow_mismatch=args.allow_mismatch, event_classes=args.event_classes)
+                        allow_mismatch=args.allow_mismatch, event_classes=args.event_classes,
+                        hop=args.hop)
     print_summary(result.summary)
     print(f"wrote {result.out}")
     if not result.float_ok:
@@ -73,7 +84,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from gesturekit.export.calibrate import calibrate, print_summary
 
     result = calibrate(args.bundle, args.data, args.max_false_per_hour, args.event_classes,
-                       args.backend, args.int8)
+                       args.backend, args.int8, args.folds)
     if args.json:
         print(json.dumps(result))
     else:

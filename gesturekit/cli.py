@@ -67,25 +67,26 @@ def epilog(*examples: str, done: str = "", bad: str = "", other: str = "") -> st
 
 def postprocess_options() -> argparse.ArgumentParser:
     """The post-processing overrides that `run` and `plot` share (argparse `parents=`)."""
-    from gesturekit.options import nonnegative_float, positive_int, probability
+    from gesturekit.options import nonnegative_float, probability
 
     options = argparse.ArgumentParser(add_help=False)
     post = options.add_argument_group("post-processing (defaults from the bundle)")
-    post.add_argument("--smoothing", type=positive_int,
-                      help="average over the last K windows (default: the bundle's)")
+    post.add_argument("--smoothing", type=nonnegative_float, metavar="SECONDS",
+                      help="average the window outputs of the last SECONDS (default: the bundle's)")
     post.add_argument("--threshold", type=probability,
                       help="smoothed confidence to announce (default: the bundle's)")
-    post.add_argument("--min-consecutive", type=positive_int,
-                      help="windows in a row that must agree (default: the bundle's)")
-    post.add_argument("--refractory", type=nonnegative_float,
+    post.add_argument("--min-on", type=nonnegative_float, metavar="SECONDS",
+                      help="seconds a class must stay on before it is announced (default: the "
+                           "bundle's)")
+    post.add_argument("--refractory", type=nonnegative_float, metavar="SECONDS",
                       help="seconds of silence after an event (default: the bundle's)")
     return options
 
 
 def postprocess_overrides(args: argparse.Namespace) -> dict:
     """The options of `postprocess_options` as `PostprocessConfig.for_bundle` takes them."""
-    return {"smoothing": args.smoothing, "threshold": args.threshold,
-            "min_consecutive": args.min_consecutive, "refractory_s": args.refractory}
+    return {"smoothing_s": args.smoothing, "threshold": args.threshold,
+            "min_on_s": args.min_on, "refractory_s": args.refractory}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gesturekit.errors import UserError
+
 
 @dataclass(frozen=True)
 class Range:
@@ -82,3 +84,24 @@ share = _argument(float, SHARE)
 open_unit = _argument(float, OPEN_UNIT)
 positive_int = _argument(int, AT_LEAST_ONE)
 nonnegative_int = _argument(int, NON_NEGATIVE)
+
+
+def parse_length(value: int | str, flag: str) -> tuple[float, str]:
+    """A window or hop length: an int or "128" (samples), or "2.5s" (seconds). Returns
+    (amount, "samples" or "s"); a user error naming `flag` when it is neither or not positive."""
+    text = str(value).strip()
+    unit = "s" if text.endswith("s") else "samples"
+    try:
+        amount = float(text[:-1]) if unit == "s" else int(text)
+    except ValueError:
+        raise UserError(f"{flag}: expected a number of samples (128) or seconds (2.5s), "
+                        f"got {value!r}") from None
+    if not amount > 0 or amount != amount or amount == float("inf"):
+        raise UserError(f"{flag}: must be positive (got {value!r})")
+    return amount, unit
+
+
+def to_samples(value: int | str, rate_hz: float, flag: str) -> int:
+    """`parse_length` in samples at `rate_hz` (seconds are rounded, at least 1 sample)."""
+    amount, unit = parse_length(value, flag)
+    return max(1, round(amount * rate_hz)) if unit == "s" else int(amount)

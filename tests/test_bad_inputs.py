@@ -157,8 +157,8 @@ ROWS = [
     Row("plot", NONFINITE, "{good_csv} --out {out}.png --threshold nan", "argument --threshold: expected "
                                                                          "a number in [0, 1]"),
     Row("plot", TYPE, "{good_csv} --out {out}.xyz", "--out {out}.xyz: expected an image file name"),
-    Row("plot", TYPE, "{good_csv} --out {out}.png --smoothing two", "argument --smoothing: expected an "
-                                                                    "integer >= 1"),
+    Row("plot", TYPE, "{good_csv} --out {out}.png --smoothing two", "argument --smoothing: expected a "
+                                                                    "number >= 0"),
     Row("plot", NONPOS, "{good_csv} --out {out}.png --rate 0", "argument --rate: expected a number > 0"),
     Row("plot", NONPOS, "{good_csv} --out {out}.png --refractory -1", "argument --refractory: expected a "
                                                                       "number >= 0"),
@@ -215,8 +215,8 @@ ROWS = [
                                                                          "integer >= 1"),
     Row("run", NONPOS, "--port loop:// --model {empty_dir} --gap 0", "argument --gap: expected a number > "
                                                                      "0, got '0'"),
-    Row("run", NONPOS, "--port loop:// --model {empty_dir} --smoothing 0", "argument --smoothing: "
-                                                                           "expected an integer >= 1"),
+    Row("run", NONPOS, "--port loop:// --model {empty_dir} --smoothing -1", "argument --smoothing: "
+                                                                            "expected a number >= 0"),
     Row("run", RANGE, "--port loop:// --model {empty_dir} --threshold 1.5", "argument --threshold: "
                                                                             "expected a number in [0, 1]"),
     Row("run", RANGE, "--port loop:// --model {bundle} --gap 0.05", "--gap 0.05: shorter than 5 samples at "

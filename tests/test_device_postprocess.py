@@ -105,14 +105,17 @@ def test_bundle_defaults_and_flag_overrides(tmp_path):
 
     bundle = ModelInfo(LABELS, "idle", ["a"], {}, 50.0, 8, 4, Normalization(np.zeros(1), np.ones(1)),
                        False)
-    cfg = PostprocessConfig.for_bundle(bundle, {"threshold": 0.8, "smoothing": None})
-    assert (cfg.threshold, cfg.smoothing) == (0.8, bundle.postprocess["smoothing"])
+    cfg = PostprocessConfig.for_bundle(bundle, {"threshold": 0.8, "smoothing_s": None})
+    # Seconds become windows once, at the hop: 1 s of 0.08 s hops is 12.5 windows (half up:
+    # 13, as model_config.h's Windows() rounds), 0.6 s is 7.5 (8).
+    assert (cfg.threshold, cfg.smoothing, cfg.min_consecutive) == (0.8, 13, 8)
+    assert PostprocessConfig.for_bundle(bundle, hop=8).smoothing == 6  # 6.25
     with pytest.raises(UserError, match="threshold"):
         PostprocessConfig.for_bundle(bundle, {"threshold": 2.0})
 
 
 @pytest.mark.parametrize("override", [{"refractory_s": float("nan")}, {"threshold": float("inf")},
-                                      {"smoothing": 2.5}, {"min_consecutive": 0}])
+                                      {"smoothing_s": -0.5}, {"min_on_s": float("inf")}])
 def test_flag_overrides_go_through_the_bundle_check(tmp_path, override):
     from gesturekit.device.core.model_info import ModelInfo
     from gesturekit.device.core.windowing import Normalization

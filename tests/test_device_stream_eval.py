@@ -33,8 +33,8 @@ def test_offline_events_equal_live_events_and_scores_add_up(quick_bundle, synth_
     quick_bundle = bundle.root
     session = next(s for s in dataset.sessions if s.subject == "4")  # the run's test subject
     # Looser than the bundle's defaults, which a quick model rarely passes on short gestures.
-    post = PostprocessConfig.for_bundle(bundle, {"smoothing": 2, "threshold": 0.4,
-                                                 "min_consecutive": 1, "refractory_s": 1.0})
+    post = PostprocessConfig.for_bundle(bundle, {"smoothing_s": 0.64, "threshold": 0.4,
+                                                 "min_on_s": 0.0, "refractory_s": 1.0})
     result = evaluate_stream(bundle, [StreamSession(session.name, session.data, session.label_ids)],
                              dataset.labels, Classifier(bundle, "ai_edge_litert", "float"), post)
 
@@ -45,8 +45,8 @@ def test_offline_events_equal_live_events_and_scores_add_up(quick_bundle, synth_
         assert select.select([sim.stdout], [], [], 30)[0]
         port = sim.stdout.readline().strip()
         run = subprocess.run([*GESTUREKIT, "run", "--port", port, "--model", str(quick_bundle),
-                              "--json", "--reconnect-timeout", "0", "--smoothing", "2",
-                              "--threshold", "0.4", "--min-consecutive", "1", "--refractory", "1"],
+                              "--json", "--reconnect-timeout", "0", "--smoothing", "0.64",
+                              "--threshold", "0.4", "--min-on", "0", "--refractory", "1"],
                              capture_output=True, text=True, timeout=300, env=ENV)
     finally:
         sim.kill()
@@ -62,7 +62,8 @@ def test_offline_events_equal_live_events_and_scores_add_up(quick_bundle, synth_
     for c in per_class.values():
         if c["segments_found"]:
             assert c["double_counts"] >= 1.0
-            assert 0 <= c["delay_s"]["p50"] <= c["delay_s"]["p90"]
+            assert c["delay_s"]["p50"] <= c["delay_s"]["p90"]  # from the end: may be < 0
+            assert 0 <= c["delay_from_start_s"]["p50"] <= c["delay_from_start_s"]["p90"]
     assert sum(c["events"] for c in per_class.values()) == result["events"] > 0
     for c in per_class.values():
         assert c["true_events"] <= c["events"] and c["segments_found"] <= c["segments"]
@@ -98,13 +99,14 @@ def test_event_scores_count_delay_double_counts_and_where_false_events_fall(tmp_
 
     events = [jump(135), jump(138),  # both overlap segment 1: one found, counted twice
               jump(170),  # in walk: a false event in a state
-              jump(310),  # segment 2, 1.0 s after its start
+              jump(310),  # segment 2, 1.0 s after its start, 1.0 s before its end
               jump(60), jump(250)]  # in unlabelled time: false in background
     result = score_events(bundle, [("s", ids, events)], ["jump"])
     c = result["per_class"]["jump"]
     assert (c["segments"], c["segments_found"], c["events"], c["true_events"]) == (3, 2, 6, 3)
     assert c["recall"] == 2 / 3 and c["precision"] == 0.5 and c["double_counts"] == 1.5
-    assert c["delay_s"] == {"p50": 1.25, "p90": 1.45}  # 1.5 s and 1.0 s
+    assert c["delay_s"] == {"p50": -0.25, "p90": 0.35}  # from the ends: 0.5 s and -1.0 s
+    assert c["delay_from_start_s"] == {"p50": 1.25, "p90": 1.45}  # 1.5 s and 1.0 s
     assert "walk" not in result["per_class"] and "idle" not in result["per_class"]
     assert (result["false_events_in_background"], result["false_events_in_states"],
             result["false_events_in_event_segments"]) == (2, 1, 0)

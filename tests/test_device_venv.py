@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from test_runner_e2e import SESSION, hapt_session, offline_probs, play_and_run
 
+from gesturekit.device.core.bundle import load_bundle
+
 pytestmark = pytest.mark.skipif(not SESSION.is_file(), reason="shared HAPT data not present")
 
 
@@ -21,8 +23,8 @@ def test_device_only_venv_runs_the_exported_bundle(device_python, quick_bundle, 
     summary = records[-1]
     assert summary["backend"] == "ai_edge_litert" and summary["bad_lines"] == sent["garbage"]
     live = np.array([r["probs"] for r in records if r["kind"] == "window"], dtype=np.float32)
-    expected = offline_probs(quick_bundle, hapt_session(SESSION), "ai_edge_litert",
-                             "int8" if int8 else "float")
+    expected = offline_probs(load_bundle(quick_bundle), hapt_session(SESSION), "ai_edge_litert",
+                             "int8" if int8 else "float")[1]
     assert live.shape == expected.shape
     assert np.allclose(live, expected, atol=1e-5)
 
@@ -38,7 +40,8 @@ def test_tflite_runtime_backend_in_the_numpy1_venv(tflite_runtime_python, quick_
     summary = records[-1]
     assert summary["backend"] == "tflite_runtime" and summary["bad_lines"] == sent["garbage"]
     live = np.array([r["probs"] for r in records if r["kind"] == "window"], dtype=np.float32)
-    expected = offline_probs(quick_bundle, hapt_session(SESSION), "ai_edge_litert", kind)
+    expected = offline_probs(load_bundle(quick_bundle), hapt_session(SESSION), "ai_edge_litert",
+                             kind)[1]
     assert live.shape == expected.shape
     diff = np.abs(live - expected)
     if kind == "float":

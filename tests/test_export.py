@@ -14,6 +14,7 @@ import pytest
 
 from gesturekit.cli import main
 from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.errors import UserError
 from gesturekit.export import flatbuffer
 from gesturekit.export.build import check_tflm_ops, export_run, tflm_ops
@@ -134,21 +135,27 @@ def test_c_array_compiles_and_reproduces_the_model(quick_bundle, tmp_path):
           if (!f) return 5;
           std::fwrite(g_model_data, 1, g_model_data_len, f);
           std::fclose(f);
-          std::printf("%%d %%d %%d %%s\\n", gesturekit::kNumClasses, gesturekit::kWindow,
-                      gesturekit::kHop, gesturekit::kLabels[0]);
+          std::printf("%%d %%d %%d %%s %%d %%d\\n", gesturekit::kNumClasses, gesturekit::kWindow,
+                      gesturekit::kHop, gesturekit::kLabels[0], gesturekit::kSmoothing,
+                      gesturekit::kMinConsecutive);
           return 0;
         }
         """) % fake_methods)
     for name in ("model_data.h", "model_data.cc", "model_config.h"):
         shutil.copy(quick_bundle / name, tmp_path / name)
-    subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O0", "-o", "check",
-                    "main.cc", "model_data.cc"], cwd=tmp_path, check=True, timeout=300)
-    result = subprocess.run([str(tmp_path / "check"), str(tmp_path / "out.tflite")],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result
-    assert (tmp_path / "out.tflite").read_bytes() == bundle.path("int8").read_bytes()
-    assert result.stdout.split() == [str(len(bundle.labels)), str(bundle.window),
-                                     str(bundle.hop), bundle.labels[0]]
+    # The export's hop, then another one set in the sketch (-DGK_HOP): the post-processing
+    # times become window counts at that hop, as `run --hop` counts them.
+    for hop, flags in ((bundle.hop, []), (bundle.hop * 2, [f"-DGK_HOP={bundle.hop * 2}"])):
+        subprocess.run(["g++", "-std=c++17", "-Wall", "-Wextra", "-Werror", "-O0", *flags, "-o",
+                        "check", "main.cc", "model_data.cc"], cwd=tmp_path, check=True, timeout=300)
+        result = subprocess.run([str(tmp_path / "check"), str(tmp_path / "out.tflite")],
+                                capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result
+        assert (tmp_path / "out.tflite").read_bytes() == bundle.path("int8").read_bytes()
+        counts = PostprocessConfig.for_bundle(bundle, hop=hop)
+        assert result.stdout.split() == [str(len(bundle.labels)), str(bundle.window), str(hop),
+                                         bundle.labels[0], str(counts.smoothing),
+                                         str(counts.min_consecutive)]
 
 
 def test_int8_bundle_gives_the_same_predictions_in_tflite_runtime(
@@ -286,3 +293,14 @@ def test_report_embeds_a_plot_of_a_test_session(quick_run, quick_bundle):
     session = report.split("## A test session: ", 1)[1].split("\n", 1)[0]  # e.g. s03_session1.csv
     test_subjects = json.loads((quick_run / "config.json").read_text())["split"]["test"]
     assert str(int(session[1:3])) in test_subjects
+
+
+def test_the_bundle_decides_every_0_32_s_by_default_or_at_the_hop_given():
+    from gesturekit.export.build import decision_hop
+
+    assert decision_hop(None, 64, 50.0) == 16  # 0.32 s at 50 Hz, denser than the run's 64
+    assert decision_hop(None, 8, 50.0) == 8  # never sparser than the run's own hop
+    assert decision_hop(None, 64, 100.0) == 32
+    assert decision_hop("0.5s", 64, 50.0) == 25 and decision_hop("40", 16, 50.0) == 40
+    with pytest.raises(UserError, match="--hop: expected a number of samples"):
+        decision_hop("fast", 64, 50.0)

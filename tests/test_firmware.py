@@ -18,8 +18,9 @@ import pytest
 
 from gesturekit.device.core.bundle import load_bundle
 from gesturekit.device.core.lineparser import LineParser
-from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.core.windowing import StreamWindower
+from gesturekit.device.core.model_info import ModelInfo
+from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig, in_windows
+from gesturekit.device.core.windowing import Normalization, StreamWindower
 
 REPO = Path(__file__).resolve().parents[1]
 FIRMWARE = REPO / "firmware_notes"
@@ -195,12 +196,14 @@ def test_generated_header_holds_per_class_settings_and_event_classes(tmp_path):
     from gesturekit.export.carray import postprocess_block
 
     labels = ["idle", "walk", "jump", "punch"]
-    post = {"smoothing": 3, "threshold": 0.6, "min_consecutive": 2, "refractory_s": 1.0,
-            "per_class": {"jump": {"smoothing": 5, "threshold": 0.7000000000000001},
-                          "punch": {"refractory_s": 2.56, "min_consecutive": 1}}}
+    post = {"smoothing_s": 0.96, "threshold": 0.6, "min_on_s": 0.64, "refractory_s": 1.0,
+            "per_class": {"jump": {"smoothing_s": 1.6, "threshold": 0.7000000000000001},
+                          "punch": {"refractory_s": 2.56, "min_on_s": 0.0}}}
     header = tmp_path / "post.h"
-    header.write_text("constexpr int kNumClasses = 4;\n"
-                      + postprocess_block(labels, "idle", post, ["jump", "punch"]))
+    model = ModelInfo(labels, "idle", ["a"], {}, 50.0, 64, 16, Normalization(np.zeros(1), np.ones(1)),
+                      True, postprocess=post, event_classes=["jump", "punch"])
+    header.write_text("constexpr int kNumClasses = 4;\nconstexpr int kHop = 16;\n"
+                      + postprocess_block(model))
     main = tmp_path / "dump.cc"
     main.write_text(r"""
 #include <cstdio>
@@ -218,11 +221,9 @@ int main() {
                          timeout=RUN_TIMEOUT_S).stdout
     rows = [[float.fromhex(x) if "x" in x else int(x) for x in line.split()]
             for line in out.splitlines()]
-    assert rows[0] == [5, 3, 0.6, 2, 1.0]
-    cfg = PostprocessConfig(**{k: v for k, v in post.items() if k != "per_class"},
-                            per_class=post["per_class"])
+    assert rows[0] == [5, 3, 0.6, 2, 1.0]  # seconds in windows of 0.32 s, as gesturekit counts
     for label, row in zip(labels, rows[1:], strict=True):
-        s = cfg.settings(label)
+        s = in_windows({**post, **post["per_class"].get(label, {})}, 16, 50.0)
         assert row == [int(label in ("jump", "punch")), s["smoothing"], s["threshold"],
                        s["min_consecutive"], s["refractory_s"]]
 

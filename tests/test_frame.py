@@ -16,6 +16,7 @@ from gesturekit.device.core.frame import (
     gravity_direction,
     rotation_onto,
     triads,
+    turn,
 )
 from gesturekit.errors import UserError
 from gesturekit.train.datasets import fit_reference_pose, load_dataset, turn_to_pose
@@ -102,6 +103,43 @@ def test_sessions_are_turned_onto_the_training_median(synth_dataset):
     first = dataset.sessions[0]
     assert np.allclose(stream.apply(first.data)[samples:], turned.sessions[0].data[samples:],
                        atol=1e-6)
+
+
+def test_offline_streams_of_labelled_sessions_are_turned_by_their_labelled_pose(synth_dataset):
+    """`evaluate --stream` and `calibrate` turn a labelled session by its labelled pose (a
+    recording need not start in it, as HAPT's do not); a session without it, from its first
+    seconds as the runner does. Either way no window holds the first seconds."""
+    from dataclasses import replace
+
+    from gesturekit.device.core.model_info import ModelInfo
+    from gesturekit.device.core.stream_eval import turned_stream
+    from gesturekit.device.core.windowing import Normalization
+    from gesturekit.train.evaluate import stream_sessions
+
+    dataset = load_dataset(synth_dataset)
+    pose = fit_reference_pose(dataset, dataset.subjects[:4])
+    model = ModelInfo(dataset.labels, "idle", dataset.channels, dataset.units, 50.0, 64, 16,
+                      Normalization(np.zeros(6), np.ones(6)), True, reference_pose=pose)
+    # The first session's first 3 s tilted by 37 degrees and unlabelled (the sensor being put
+    # on): its labelled pose comes later. A stream turned from its first seconds is that far off.
+    s0 = dataset.sessions[0]
+    data, ids = s0.data.copy(), s0.label_ids.copy()
+    data[:150] = turn(data[:150], triads(dataset.channels),
+                      rotation_onto(np.array([0, 0, 1.0]), np.array([0, 0.6, 0.8])))
+    ids[:150] = -1
+    assert (s0.label_ids[150:200] == dataset.labels.index("idle")).all()  # 1 s of the pose left
+    tilted = replace(dataset, sessions=[replace(s0, data=data, label_ids=ids), *dataset.sessions[1:]])
+    sessions = stream_sessions(model, tilted, None)
+    assert all(s.turned for s in sessions)
+    expected = turn_to_pose(tilted, pose)[0].sessions[0].data
+    assert np.allclose(sessions[0].data, expected)
+    from_start = StreamFrame(pose, dataset.channels, dataset.units, 50.0)
+    from_start.apply(data)
+    assert from_start.degrees > 30  # what the first seconds would have set
+    cut, skip = turned_stream(model, sessions[0].data, turned=True)
+    assert skip == 150 and np.array_equal(cut, sessions[0].data[150:])
+    unlabelled = replace(tilted, labels=[("rest" if x == "idle" else x) for x in tilted.labels])
+    assert not any(s.turned for s in stream_sessions(model, unlabelled, None))
 
 
 def test_a_pose_the_dataset_lacks_is_a_user_error(synth_dataset):

@@ -11,7 +11,8 @@ import pytest
 
 from gesturekit.cli import main
 from gesturekit.errors import UserError
-from gesturekit.train.config import TrainConfig, build_config, parse_length, to_samples
+from gesturekit.options import parse_length, to_samples
+from gesturekit.train.config import TrainConfig, build_config
 from gesturekit.train.crossval import final_config, fold_subjects
 from gesturekit.train.datasets import load_dataset
 from gesturekit.train.fit import mixup

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from gesturekit.device.core.bundle import load_bundle, write_model_json
+from gesturekit.device.core.stream_eval import turned_stream
 from gesturekit.device.core.windowing import window_starts
 
 HAPT = Path("/work/shared/data/hapt")
@@ -85,7 +86,8 @@ def test_plot_of_a_hapt_session_matches_labels_and_stream_evaluation(hapt_small,
     n = len(np.loadtxt(HAPT / "RawData" / SESSION))
     assert shown["samples"] == n
     bundle = load_bundle(hapt_bundle)
-    assert shown["window_ends"] == (window_starts(n, bundle.window, bundle.hop)
+    skip = turned_stream(bundle, np.zeros((n, len(bundle.channels)), np.float32))[1]
+    assert shown["window_ends"] == (skip + window_starts(n - skip, bundle.window, bundle.hop)
                                     + bundle.window).tolist()
     assert set(shown["window_labels"]) <= set(bundle.labels)
 
@@ -107,7 +109,7 @@ def test_plot_of_a_recording_csv_matches_its_label_column_and_stream_evaluation(
     from gesturekit.train.plots import plot_recording
 
     name = "s04_session1.csv"
-    post = {"smoothing": 2, "threshold": 0.4, "min_consecutive": 1, "refractory_s": 1.0}
+    post = {"smoothing_s": 0.64, "threshold": 0.4, "min_on_s": 0.0, "refractory_s": 1.0}
     shown = plot_recording(synth_dataset / name, tmp_path / "synth.png", quick_bundle,
                            backend="ai_edge_litert", postprocess=post)
     assert (tmp_path / "synth.png").read_bytes()[:8] == PNG_MAGIC
@@ -127,7 +129,7 @@ def test_plot_of_a_recording_csv_matches_its_label_column_and_stream_evaluation(
     session = next(s for s in dataset.sessions if s.name == name)
     result = evaluate_stream(bundle, [StreamSession(name, session.data, session.label_ids)],
                              dataset.labels, Classifier(bundle, "ai_edge_litert", "float"),
-                             PostprocessConfig(**post))
+                             PostprocessConfig.for_bundle(bundle, post))
     assert [list(e) for e in shown.events] == result["events_by_session"][name]
     assert len(shown.events) > 0 and len(shown.window_ends) == result["windows"]
 

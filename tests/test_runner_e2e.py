@@ -18,9 +18,10 @@ import pytest
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import StreamFrame, reference_samples
+from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.core.windowing import cut_windows, window_starts
+from gesturekit.device.core.stream_eval import window_probabilities
+from gesturekit.device.core.windowing import window_starts
 
 HAPT_RAW = Path("/work/shared/data/hapt/RawData")
 if not HAPT_RAW.is_dir():  # CI lays shared/ beside the clone
@@ -66,26 +67,37 @@ def hapt_session(acc: Path) -> np.ndarray:
     return np.hstack([np.loadtxt(acc), np.loadtxt(gyro)]).astype(np.float32)
 
 
-def offline_probs(bundle_dir: Path, data: np.ndarray, backend: str, kind: str) -> np.ndarray:
-    bundle = load_bundle(bundle_dir)
-    if bundle.reference_pose:  # the stream's first seconds set the model's frame
-        data = StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
-                           bundle.sample_rate_hz).apply(data)
-    classify = Classifier(bundle, backend, kind)
-    return np.array([classify(w) for w in cut_windows(data, bundle.window, bundle.hop)])
+def offline_probs(bundle, data: np.ndarray, backend: str, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(window ends, probabilities) of the session played from its start, offline (the
+    stream's first seconds set the model's frame and are in no window)."""
+    return window_probabilities(bundle, data, Classifier(bundle, backend, kind))
 
 
-@pytest.mark.parametrize("backend, kind, sim_args", [
-    ("ai_edge_litert", "float", []),
-    ("ai_edge_litert", "int8", ["--garbage", "0.02", "--cut-lines", "--seed", "3"]),
-    ("onnxruntime", "onnx", ["--garbage", "0.02", "--seed", "4"]),
+def windows_in(bundle, *stretches: int) -> int:
+    """Windows over continuous stretches of samples (the windows restart at every gap; the
+    first stretch's first seconds set the reference frame and are in no window)."""
+    reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
+                 if bundle.reference_pose else 0)
+    return sum(len(window_starts(n - (reference if i == 0 else 0), bundle.window, bundle.hop))
+               for i, n in enumerate(stretches))
+
+
+@pytest.mark.parametrize("backend, kind, sim_args, hop", [
+    ("ai_edge_litert", "float", [], None),
+    ("ai_edge_litert", "int8", ["--garbage", "0.02", "--cut-lines", "--seed", "3"], None),
+    ("onnxruntime", "onnx", ["--garbage", "0.02", "--seed", "4"], "0.48s"),  # run --hop
 ])
-def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kind, sim_args):
-    flags = ["--backend", backend] + (["--int8"] if kind == "int8" else [])
+def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kind, sim_args, hop):
+    flags = ["--backend", backend] + (["--int8"] if kind == "int8" else []) + (
+        ["--hop", hop] if hop else [])
     records, sent, stderr = play_and_run(SESSION, quick_bundle, tmp_path,
                                          ["--speed", "100", *sim_args], flags)
     data = hapt_session(SESSION)
-    expected = offline_probs(quick_bundle, data, backend, kind)
+    bundle = load_bundle(quick_bundle)
+    if hop:  # 0.48 s: 24 samples at 50 Hz, whatever the bundle's own hop
+        assert bundle.hop != 24
+        bundle.hop = 24
+    ends, expected = offline_probs(bundle, data, backend, kind)
     windows = [r for r in records if r["kind"] == "window"]
     summary = records[-1]
     assert summary["kind"] == "summary" and summary["ended"] == "disconnected", summary
@@ -94,8 +106,6 @@ def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kin
     assert summary["bad_lines"] == sent["garbage"]
     assert (sent["garbage"] > 0) == bool(sim_args)
     assert summary["windows"] == len(windows) == len(expected)
-    bundle = load_bundle(quick_bundle)
-    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
     assert [w["sample"] for w in windows] == ends.tolist()
     live = np.array([w["probs"] for w in windows], dtype=np.float32)
     assert np.array_equal(live, expected)  # bit for bit: same windows, same interpreter
@@ -116,6 +126,8 @@ def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kin
     assert [(r["sample"], r["degrees"] is None) for r in records if r["kind"] == "reference"] == [
         (0, True), (reference_samples(pose.seconds, bundle.sample_rate_hz), False)]
     assert records[0]["kind"] == "reference" and pose.label in records[0]["message"]
+    # No window holds a sample of the reference phase: the first ends a window after it.
+    assert windows[0]["sample"] == reference_samples(pose.seconds, bundle.sample_rate_hz) + bundle.window
 
 
 def read_until(run: subprocess.Popen, kind: str, seconds: float = 60) -> list[dict]:
@@ -175,8 +187,7 @@ def test_reconnect_after_a_pulled_cable_never_windows_across_the_gap(quick_bundl
     # Windows restart after the gap: count them per continuous stretch of samples.
     bundle = load_bundle(quick_bundle)
     stretches = [gaps[0]["sample"], summary["samples"] - gaps[0]["sample"]]
-    assert summary["windows"] == sum(len(window_starts(n, bundle.window, bundle.hop))
-                                     for n in stretches)
+    assert summary["windows"] == windows_in(bundle, *stretches)
 
 
 def test_a_silence_just_over_the_gap_restarts_the_windows_where_it_began(quick_bundle):
@@ -210,5 +221,4 @@ def test_a_silence_just_over_the_gap_restarts_the_windows_where_it_began(quick_b
     assert [(g["reason"], g["sample"]) for g in gaps if g["sample"] < 500] == [("silence", 300)]
     bundle = load_bundle(quick_bundle)
     assert summary["samples"] == 500
-    assert summary["windows"] == sum(len(window_starts(n, bundle.window, bundle.hop))
-                                     for n in (300, 200))
+    assert summary["windows"] == windows_in(bundle, 300, 200)

@@ -15,18 +15,19 @@ from fakeboard import FakeBoard, FakeClock
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import StreamFrame
+from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.model_info import rate_is_off
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.core.recording import load_session
-from gesturekit.device.core.windowing import cut_windows, window_starts
+from gesturekit.device.core.stream_eval import window_probabilities
+from gesturekit.device.core.windowing import window_starts
 from gesturekit.device.live.runner import Printer, Runner, RunOptions
 from gesturekit.device.live.simulate import junk_line
 from gesturekit.errors import UserError
 
 HEADER = b"ax,ay,az,gx,gy,gz\r\n"  # what a board prints at connect; the runner drops that line
 END = 3600.0  # scripts end with the cable pulled for good: the run ends "disconnected"
-EAGER = {"threshold": 0.4, "min_consecutive": 1}  # the quick model's events, often enough to count
+EAGER = {"threshold": 0.4, "min_on_s": 0.0}  # the quick model's events, often enough to count
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +42,7 @@ def session(synth_dataset) -> np.ndarray:
 
 
 def run(bundle, board: FakeBoard, clock: FakeClock, sleep=None, **options) -> tuple[list[dict], str]:
-    """`gesturekit run --json --threshold 0.4 --min-consecutive 1` on the board; returns
+    """`gesturekit run --json --threshold 0.4 --min-on 0` on the board; returns
     (records, stderr). `sleep`: the runner's, when it is not the clock's."""
     out, err = io.StringIO(), io.StringIO()
     opts = RunOptions(port=board.url, **{"reconnect_timeout_s": 0.0, **options})
@@ -53,8 +54,12 @@ def run(bundle, board: FakeBoard, clock: FakeClock, sleep=None, **options) -> tu
 
 
 def windows_in(bundle, *stretches: int) -> int:
-    """Windows over continuous stretches of samples (the windows restart at every gap)."""
-    return sum(len(window_starts(n, bundle.window, bundle.hop)) for n in stretches)
+    """Windows over continuous stretches of samples (the windows restart at every gap; the
+    first stretch's first seconds set the reference frame and are in no window)."""
+    reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
+                 if bundle.reference_pose else 0)
+    return sum(len(window_starts(n - (reference if i == 0 else 0), bundle.window, bundle.hop))
+               for i, n in enumerate(stretches))
 
 
 def test_windows_and_events_equal_offline_through_junk_and_cut_lines(bundle, session):
@@ -77,16 +82,12 @@ def test_windows_and_events_equal_offline_through_junk_and_cut_lines(bundle, ses
     # The offline reference: the same samples, without the ones the cut lines ate, turned into
     # the model's frame from their first seconds as the runner turns them.
     data = np.delete(session, eaten, axis=0)
-    if bundle.reference_pose:
-        data = StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
-                           bundle.sample_rate_hz).apply(data)
-    classify = Classifier(bundle, "ai_edge_litert", "float")
+    ends, probs = window_probabilities(bundle, data, Classifier(bundle, "ai_edge_litert", "float"))
     detector = EventDetector(PostprocessConfig.for_bundle(bundle, EAGER), bundle.labels,
                              bundle.background_index)
-    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
     offline = []
-    for window, end in zip(cut_windows(data, bundle.window, bundle.hop), ends, strict=True):
-        event = detector.update(classify(window), end / bundle.sample_rate_hz, int(end))
+    for p, end in zip(probs, ends, strict=True):
+        event = detector.update(p, end / bundle.sample_rate_hz, int(end))
         if event is not None:
             offline.append((event.label, int(end)))
     events = [r for r in records if r["kind"] == "event"]

@@ -176,7 +176,7 @@ def test_view_in_tmux_shows_classes_bars_events_health_and_exits_cleanly(quick_b
         tmux.wait_for("shell prompt", lambda s: "gk$" in s, 15)
         # Looser post-processing than the bundle's: a synthetic-data model on HAPT motion.
         tmux.type(" ".join([*GESTUREKIT, "run", "--port", port, "--model", str(quick_bundle),
-                            "--threshold", "0.3", "--min-consecutive", "1",
+                            "--threshold", "0.3", "--min-on", "0",
                             "--refractory", "0.5"]))
         # The view is the default on a terminal: class bars, trace, health.
         screen = tmux.wait_for("bars with values", lambda s: len(bar_values(s, labels)) == len(labels))

@@ -335,7 +335,7 @@ def test_record_page_guided_mode_prompts_and_labels_each_gesture(recording, tmp_
 
 # The quick model is unsure of itself: opened up, its post-processing finds about five
 # gestures in a 90 s session (default settings: about none).
-OPEN_POSTPROCESS = ["--smoothing", "1", "--min-consecutive", "1", "--threshold", "0.5",
+OPEN_POSTPROCESS = ["--smoothing", "0", "--min-on", "0", "--threshold", "0.5",
                     "--refractory", "0"]
 
 

@@ -24,6 +24,7 @@ from gesturekit.options import (
     Range,
     expectation,
     in_range,
+    parse_length,
 )
 from gesturekit.train.augment import AugmentConfig
 from gesturekit.train.fit import KEEP, SCHEDULES, PhaseBudget
@@ -122,27 +123,6 @@ class TrainConfig:
                 parse_length(length, f"--{name.replace('_', '-')}")
         if self.folds == 1:
             raise UserError(f"--folds: expected 0 (off) or at least 2 folds (got {self.folds})")
-
-
-def parse_length(value: int | str, flag: str) -> tuple[float, str]:
-    """A window or hop length: an int or "128" (samples), or "2.5s" (seconds). Returns
-    (amount, "samples" or "s"); a user error naming `flag` when it is neither or not positive."""
-    text = str(value).strip()
-    unit = "s" if text.endswith("s") else "samples"
-    try:
-        amount = float(text[:-1]) if unit == "s" else int(text)
-    except ValueError:
-        raise UserError(f"{flag}: expected a number of samples (128) or seconds (2.5s), "
-                        f"got {value!r}") from None
-    if not amount > 0 or amount != amount or amount == float("inf"):
-        raise UserError(f"{flag}: must be positive (got {value!r})")
-    return amount, unit
-
-
-def to_samples(value: int | str, rate_hz: float, flag: str) -> int:
-    """`parse_length` in samples at `rate_hz` (seconds are rounded, at least 1 sample)."""
-    amount, unit = parse_length(value, flag)
-    return max(1, round(amount * rate_hz)) if unit == "s" else int(amount)
 
 
 QUICK = {

@@ -22,8 +22,9 @@ from gesturekit.device.core.files import check_replaceable, replace_folder
 from gesturekit.device.core.frame import triads
 from gesturekit.device.core.windowing import Normalization, label_runs
 from gesturekit.errors import UserError
+from gesturekit.options import to_samples
 from gesturekit.train import crossval
-from gesturekit.train.config import TrainConfig, to_samples
+from gesturekit.train.config import TrainConfig
 from gesturekit.train.datasets import (
     Dataset,
     Split,

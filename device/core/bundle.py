@@ -11,6 +11,8 @@ calibrate`). A format-1 bundle still loads: every class but the background is an
 Format 3 added `reference_pose` (the frame streams are turned into, `device.core.frame`; null
 for a model trained without one): an older gesturekit refuses such a bundle rather than run
 the model on unturned samples.
+Format 4 gives post-processing times in seconds (`smoothing_s`, `min_on_s`) instead of window
+counts, so they survive a change of hop; an older bundle's counts are read as seconds at its hop.
 
 `training.run` is the run folder relative to the bundle's folder (`../run`): a bundle works from
 any working directory and can be moved (with its run, for what needs the run; `calibrate` reads
@@ -28,7 +30,7 @@ from gesturekit.device.core.files import write_atomic
 from gesturekit.device.core.model_info import ModelInfo, json_field, read_model_info
 from gesturekit.errors import UserError
 
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 MODEL_JSON = "model.json"
 MAX_MODEL_JSON_BYTES = 1 << 20
 # model.json's keys in the order they have always been written (files stay byte-for-byte the same).
@@ -79,6 +81,7 @@ def write_model_json(bundle: Bundle) -> Path:
     """Write `model.json` into the bundle's folder (atomically: calibrate rewrites it in place)."""
     path = bundle.root / MODEL_JSON
     bundle.event_classes = bundle.events  # always explicit in the file
+    bundle.format_version = FORMAT_VERSION  # its postprocess is in seconds now, whatever it was read as
     write_atomic(path, json.dumps(bundle.to_json(), indent=2) + "\n")
     return path
 

@@ -25,14 +25,37 @@ MAX_WINDOW = 100_000  # samples; the ring buffer holds two windows
 
 # Post-processing defaults written into every bundle; `run` flags override them.
 # `postprocess.per_class` may override any of them for one class: {label: {key: value}}.
-POSTPROCESS_RANGES = {"smoothing": (1, math.inf), "threshold": (0.0, 1.0),
-                      "min_consecutive": (1, math.inf), "refractory_s": (0.0, math.inf)}
+# Times are in seconds, so settings survive a change of hop (`run --hop`, `export --hop`);
+# `windows_for` turns them into window counts once, at the hop the detector runs at.
+POSTPROCESS_RANGES = {"smoothing_s": (0.0, 3600.0), "threshold": (0.0, 1.0),
+                      "min_on_s": (0.0, 3600.0), "refractory_s": (0.0, math.inf)}
 DEFAULT_POSTPROCESS = {
-    "smoothing": 3,  # moving average over the last k window outputs
+    "smoothing_s": 1.0,  # average the window outputs of the last second
     "threshold": 0.6,  # smoothed confidence needed to announce
-    "min_consecutive": 2,  # windows in a row that agree
+    "min_on_s": 0.6,  # the class stays on (top and confident) this long before it is announced
     "refractory_s": 1.0,  # silence after an event
 }
+# Bundles before format 4 counted windows; their hop turns the counts into seconds.
+LEGACY_COUNTS = {"smoothing": "smoothing_s", "min_consecutive": "min_on_s"}
+
+
+def windows_for(seconds: float, hop: int, rate_hz: float) -> int:
+    """Windows a time span covers at `hop` samples between windows (at least 1): each window
+    stands for one hop of time. model_config.h's gk_windows() computes the same in double."""
+    return max(1, int(seconds / (hop / rate_hz) + 0.5))
+
+
+def seconds_from_counts(values: dict, hop: int, rate_hz: float) -> dict:
+    """Post-processing settings of a bundle before format 4 (window counts) in seconds."""
+    hop_s = hop / rate_hz
+    out = {LEGACY_COUNTS.get(k, k): (v * hop_s if k in LEGACY_COUNTS and isinstance(v, int | float)
+                                     and not isinstance(v, bool) else v)
+           for k, v in values.items() if k != "per_class"}
+    if isinstance(values.get("per_class"), dict):
+        out["per_class"] = {label: seconds_from_counts(s, hop, rate_hz) if isinstance(s, dict) else s
+                            for label, s in values["per_class"].items()}
+    return out
+
 
 # A stream or recording further than this from the model's rate fills a window with another
 # stretch of time than the model learned on: live a warning (the stream goes on), offline an error.
@@ -112,13 +135,11 @@ def check_postprocess(values: dict, where: str = "", labels: list[str] | None = 
 
 def _check_settings(values: dict, prefix: str) -> None:
     for key, value in values.items():
-        kind = int if isinstance(DEFAULT_POSTPROCESS[key], int) else (int, float)
         low, high = POSTPROCESS_RANGES[key]
-        if (not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value)
+        if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
                 or not low <= value <= high):
-            raise UserError(f"{prefix}{key} must be a finite "
-                            f"{'whole number' if kind is int else 'number'} within "
-                            f"{low:g}..{high:g} (got {value!r})")
+            raise UserError(f"{prefix}{key} must be a finite number within {low:g}..{high:g} "
+                            f"(got {value!r})")
 
 
 def json_field(d: dict, where: str, key: str, kind: type | tuple, required: bool = True):
@@ -170,9 +191,10 @@ def read_model_info(d: dict, where: str) -> ModelInfo:
             and (normalization.std > 0).all()):
         raise UserError(f"{where}: normalization.mean must be finite and normalization.std "
                         "finite and positive")
-    postprocess = check_postprocess(
-        {**DEFAULT_POSTPROCESS, **(get("postprocess", dict, required=False) or {})}, f"{where}: ",
-        labels)
+    given = get("postprocess", dict, required=False) or {}
+    if (get("format_version", int, required=False) or 1) < 4:  # window counts, before seconds
+        given = seconds_from_counts(given, hop, rate)
+    postprocess = check_postprocess({**DEFAULT_POSTPROCESS, **given}, f"{where}: ", labels)
     event_classes = get("event_classes", list, required=False)  # format 1: none (the default)
     if event_classes is not None:
         bad = [c for c in event_classes if not isinstance(c, str) or c not in labels]

@@ -1,14 +1,19 @@
 """Window outputs -> gesture events, the same code live (`run`) and offline (`stream_eval`).
 
+The bundle gives the settings in seconds (so they survive a change of hop); `for_bundle`
+turns them into window counts once, at the hop the detector runs at (`windows_for`), and
+`PostprocessConfig` holds those counts.
+
 Only event classes are announced (the bundle's `event_classes`; by default every class but the
 background). The others are states: they take part in every decision (a window of `walk`
 is not a `jump`) but are never announced. Each event class c has its own settings, the
 bundle's defaults unless `postprocess.per_class` (from `gesturekit calibrate`) overrides them:
 
-- average the last `smoothing` probability vectors; c is "on" in a window when it is the top
-  class of that average and its averaged confidence reaches `threshold`;
-- announce c once `min_consecutive` windows in a row are on, at most once per run of on
-  windows, and never within `refractory_s` of c's previous event.
+- average the last `smoothing` probability vectors (`smoothing_s` of windows); c is "on" in
+  a window when it is the top class of that average and its averaged confidence reaches
+  `threshold`;
+- announce c once `min_consecutive` windows in a row are on (`min_on_s` of windows), at
+  most once per run of on windows, and never within `refractory_s` of c's previous event.
 
 Classes are decided independently (so each can be calibrated alone); when two fire in the
 same window, which needs different smoothing, the more confident one is announced and the
@@ -28,37 +33,58 @@ from gesturekit.device.core.model_info import (
     ModelInfo,
     announced_classes,
     check_postprocess,
+    windows_for,
 )
 
 
 @dataclass
 class PostprocessConfig:
-    smoothing: int = DEFAULT_POSTPROCESS["smoothing"]
+    """The detector's settings in windows at one hop (`for_bundle` converts the seconds)."""
+
+    smoothing: int = 3  # windows averaged
     threshold: float = DEFAULT_POSTPROCESS["threshold"]
-    min_consecutive: int = DEFAULT_POSTPROCESS["min_consecutive"]
+    min_consecutive: int = 2  # windows in a row that must be on
     refractory_s: float = DEFAULT_POSTPROCESS["refractory_s"]
     per_class: dict[str, dict] = field(default_factory=dict)  # label -> overrides of the four
     event_classes: list[str] | None = None  # None: every class but the background
 
     @classmethod
-    def for_bundle(cls, bundle: ModelInfo, overrides: dict | None = None) -> PostprocessConfig:
-        """The bundle's `postprocess` and `event_classes`, with the non-None `overrides`
-        (command-line flags) applied; a flag sets its setting for every class."""
+    def for_bundle(cls, bundle: ModelInfo, overrides: dict | None = None,
+                   hop: int | None = None) -> PostprocessConfig:
+        """The bundle's `postprocess` and `event_classes` (seconds), with the non-None
+        `overrides` (command-line flags, seconds too) applied, in windows at `hop` (default
+        the bundle's); a flag sets its setting for every class."""
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         values = {**bundle.postprocess, **given}
         values["per_class"] = {label: {k: v for k, v in s.items() if k not in given}
                                for label, s in bundle.postprocess.get("per_class", {}).items()}
         check_postprocess(values, labels=bundle.labels)
-        return cls(**values, event_classes=bundle.events)
+        hop, rate = hop or bundle.hop, bundle.sample_rate_hz
+        base = in_windows({k: values[k] for k in DEFAULT_POSTPROCESS}, hop, rate)
+        per_class = {label: in_windows(s, hop, rate) for label, s in values["per_class"].items()}
+        return cls(**base, per_class=per_class, event_classes=bundle.events)
 
     def settings(self, label: str) -> dict:
         """The four settings that apply to `label`."""
-        return {**{k: getattr(self, k) for k in DEFAULT_POSTPROCESS}, **self.per_class.get(label, {})}
+        return {**{k: getattr(self, k) for k in WINDOW_KEYS}, **self.per_class.get(label, {})}
 
     def to_dict(self) -> dict:
-        return {**{k: getattr(self, k) for k in DEFAULT_POSTPROCESS},
+        return {**{k: getattr(self, k) for k in WINDOW_KEYS},
                 "per_class": {k: dict(v) for k, v in self.per_class.items()},
                 "event_classes": self.event_classes}
+
+
+WINDOW_KEYS = ("smoothing", "threshold", "min_consecutive", "refractory_s")
+
+
+def in_windows(settings: dict, hop: int, rate_hz: float) -> dict:
+    """Settings in seconds (all four or some) -> the detector's: times that count windows
+    become window counts at `hop`; the threshold and the refractory time stay as they are."""
+    out = {k: v for k, v in settings.items() if k in ("threshold", "refractory_s")}
+    for seconds_key, count_key in (("smoothing_s", "smoothing"), ("min_on_s", "min_consecutive")):
+        if seconds_key in settings:
+            out[count_key] = windows_for(settings[seconds_key], hop, rate_hz)
+    return out
 
 
 @dataclass

@@ -7,7 +7,9 @@ events are those `run` would print for the session played from its start. `evalu
 
 - an event of class c is true when its window overlaps a labelled segment of c;
 - recall of c is the share of c's segments (runs of consecutive samples) that some event of c
-  overlaps; its detection delay is the first such event's time minus the segment's start;
+  overlaps; its detection delay is the first such event's time minus the segment's end (the
+  moment the gesture is complete, as keyword spotting measures from the keyword's end: negative
+  when the event comes before the end), and minus its start as a second figure;
   double counts are the true events per segment found (1.0: each announced once);
 - a false event whose window lies mostly outside every event class's segments (the quiet
   time: background, unlabelled samples and states that are not events) counts towards false
@@ -17,6 +19,7 @@ events are those `run` would print for the session played from its start. `evalu
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +27,7 @@ import numpy as np
 from gesturekit.device.core.backends import Classifier, choose_backend
 from gesturekit.device.core.bundle import Bundle
 from gesturekit.device.core.frame import StreamFrame
-from gesturekit.device.core.model_info import announced_classes
+from gesturekit.device.core.model_info import ModelInfo, announced_classes
 from gesturekit.device.core.postprocess import Event, EventDetector, PostprocessConfig
 from gesturekit.device.core.windowing import UNLABELLED, cut_windows, label_runs, window_starts
 
@@ -34,20 +37,32 @@ class StreamSession:
     name: str
     data: np.ndarray  # (N, C) float32, channels in the bundle's order
     label_ids: np.ndarray  # (N,) int, indices into the `labels` passed along; -1 unlabelled
+    turned: bool = False  # data already in the model's frame (from the session's labelled pose)
 
 
-def window_probabilities(bundle: Bundle, data: np.ndarray,
-                         classifier: Classifier) -> tuple[np.ndarray, np.ndarray]:
+def window_probabilities(bundle: Bundle, data: np.ndarray, classifier: Classifier,
+                         turned: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(window ends (W,), probabilities (W, K)) for a session played from its start (turned
-    into the model's reference frame from its first seconds, as the runner does)."""
-    if bundle.reference_pose is not None:
-        data = StreamFrame(bundle.reference_pose, bundle.channels, bundle.units,
-                           bundle.sample_rate_hz).apply(data)
-    ends = window_starts(len(data), bundle.window, bundle.hop) + bundle.window
+    into the model's reference frame from its first seconds, as the runner does, unless
+    `turned`: already in it)."""
+    data, skip = turned_stream(bundle, data, turned)
+    ends = skip + window_starts(len(data), bundle.window, bundle.hop) + bundle.window
     probs = np.zeros((len(ends), len(bundle.labels)), np.float32)
     for i, window in enumerate(cut_windows(data, bundle.window, bundle.hop)):
         probs[i] = classifier(window)
     return ends, probs
+
+
+def turned_stream(model: ModelInfo, data: np.ndarray, turned: bool = False) -> tuple[np.ndarray, int]:
+    """(the samples windows are cut from, how many first samples they skip): with a reference
+    pose, the samples after the first seconds that set the frame, turned into it (unless
+    `turned`: already in it); the runner and the board never put a sample of those first
+    seconds in a window. Without a pose, all of them as they are."""
+    if model.reference_pose is None:
+        return data, 0
+    frame = StreamFrame(model.reference_pose, model.channels, model.units, model.sample_rate_hz)
+    skip = min(frame.samples, len(data))
+    return (data if turned else frame.apply(data))[skip:], skip
 
 
 def detect(bundle: Bundle, ends: np.ndarray, probs: np.ndarray,
@@ -59,10 +74,10 @@ def detect(bundle: Bundle, ends: np.ndarray, probs: np.ndarray,
             if (e := detector.update(p, int(end) / rate, int(end))) is not None]
 
 
-def replay(bundle: Bundle, data: np.ndarray, classifier: Classifier,
-           postprocess: PostprocessConfig) -> tuple[np.ndarray, np.ndarray, list[Event]]:
+def replay(bundle: Bundle, data: np.ndarray, classifier: Classifier, postprocess: PostprocessConfig,
+           turned: bool = False) -> tuple[np.ndarray, np.ndarray, list[Event]]:
     """(window ends, probabilities, events) of a session through the runner's code."""
-    ends, probs = window_probabilities(bundle, data, classifier)
+    ends, probs = window_probabilities(bundle, data, classifier, turned)
     return ends, probs, detect(bundle, ends, probs, postprocess)
 
 
@@ -82,13 +97,36 @@ def score_events(bundle: Bundle, sessions: list[tuple[str, np.ndarray, list[Even
     return tally.scores()
 
 
+class SessionTruth:
+    """One session's labels as `score_events` judges events against them: the background
+    (unlabelled or the background class), the states (labelled, not an event class) and the
+    segments of each event class. `kind` is the one rule for what an event is."""
+
+    def __init__(self, bundle: Bundle, ids: np.ndarray, is_event_class: np.ndarray):
+        self.ids = ids
+        self.background = (ids == UNLABELLED) | (ids == bundle.background_index)
+        self.states = ~self.background & ~is_event_class[np.maximum(ids, 0)]
+        self.segments = [(int(ids[a]), a, b) for a, b in label_runs(ids)
+                         if ids[a] >= 0 and is_event_class[ids[a]]]  # (class, first, end)
+
+    def kind(self, cls: int, a: int, b: int) -> str:
+        """An event of `cls` whose window is samples [a, b): "true" when the window holds a
+        sample of its class, else a false event charged to "background" or "states" (whichever
+        covers more of a window that is mostly quiet) or to "event_segments"."""
+        if (self.ids[a:b] == cls).any():
+            return "true"
+        background, states = self.background[a:b], self.states[a:b]
+        if (background | states).mean() > 0.5:
+            return "background" if background.sum() >= states.sum() else "states"
+        return "event_segments"
+
+
 class _EventTally:
     """What `score_events` counts, session by session, per class of the bundle.
 
     A labelled segment of an event class is found when an event of its class overlaps it (the
-    delay runs from the segment's first sample to the first such event's end); an event is
-    true when its window holds a sample of its class, else false, and charged to background,
-    states or other events' segments by what most of its window holds.
+    delay runs from the segment's end, and from its first sample, to the end of the first such
+    event's window); an event is true or false by `SessionTruth.kind`.
     """
 
     def __init__(self, bundle: Bundle, event_classes: list[str]):
@@ -97,40 +135,38 @@ class _EventTally:
         self.is_event_class = np.isin(np.arange(n), [bundle.labels.index(c) for c in event_classes])
         self.true_events, self.events = np.zeros(n, int), np.zeros(n, int)
         self.hit_segments, self.segments = np.zeros(n, int), np.zeros(n, int)
-        self.delays: list[list[float]] = [[] for _ in range(n)]
+        self.delays: list[list[float]] = [[] for _ in range(n)]  # from the segments' ends
+        self.delays_from_start: list[list[float]] = [[] for _ in range(n)]
         self.false = {"background": 0, "states": 0, "event_segments": 0}
         self.samples = {"background": 0, "states": 0, "total": 0}
         self.by_session: dict[str, list] = {}  # session -> [label, end sample] per event, as `run` prints
 
     def add(self, name: str, ids: np.ndarray, session_events: list[Event]) -> None:
-        background = (ids == UNLABELLED) | (ids == self.bundle.background_index)
-        states = ~background & ~self.is_event_class[np.maximum(ids, 0)]
-        self.samples["background"] += int(background.sum())
-        self.samples["states"] += int(states.sum())
+        truth = SessionTruth(self.bundle, ids, self.is_event_class)
+        self.samples["background"] += int(truth.background.sum())
+        self.samples["states"] += int(truth.states.sum())
         self.samples["total"] += len(ids)
         window = self.bundle.window
         spans = [(e.index, e.end_sample - window, e.end_sample) for e in session_events]
         self.by_session[name] = [[e.label, e.end_sample] for e in session_events]
-        self._find_segments(ids, spans)
+        self._find_segments(truth, spans)
         for cls, a, b in spans:
             self.events[cls] += 1
-            if (ids[a:b] == cls).any():
+            kind = truth.kind(cls, a, b)
+            if kind == "true":
                 self.true_events[cls] += 1
-            elif (background[a:b] | states[a:b]).mean() > 0.5:
-                quiet = "background" if background[a:b].sum() >= states[a:b].sum() else "states"
-                self.false[quiet] += 1
             else:
-                self.false["event_segments"] += 1
+                self.false[kind] += 1
 
-    def _find_segments(self, ids: np.ndarray, spans: list[tuple[int, int, int]]) -> None:
-        for cls, first, end in ((int(ids[a]), a, b) for a, b in label_runs(ids)):
-            if cls < 0 or not self.is_event_class[cls]:
-                continue
+    def _find_segments(self, truth: SessionTruth, spans: list[tuple[int, int, int]]) -> None:
+        rate = self.bundle.sample_rate_hz
+        for cls, first, end in truth.segments:
             self.segments[cls] += 1
             hits = [b for e, a, b in spans if e == cls and a < end and first < b]
             if hits:
                 self.hit_segments[cls] += 1
-                self.delays[cls].append((hits[0] - first) / self.bundle.sample_rate_hz)
+                self.delays[cls].append((hits[0] - end) / rate)
+                self.delays_from_start[cls].append((hits[0] - first) / rate)
 
     def _class_scores(self, i: int) -> dict:
         events, true, found, segments = (self.events[i], self.true_events[i],
@@ -142,6 +178,7 @@ class _EventTally:
             "segments": int(segments), "segments_found": int(found),
             "double_counts": float(true / found) if found else None,
             "delay_s": _percentiles(self.delays[i]),
+            "delay_from_start_s": _percentiles(self.delays_from_start[i]),
         }
 
     def scores(self) -> dict:
@@ -159,12 +196,14 @@ class _EventTally:
             "background_hours": round(hours["background"], 4),
             "state_hours": round(hours["states"], 4),
             "false_events_per_hour_background": _per_hour(false["background"], hours["background"]),
+            "false_per_hour_background_95": poisson_interval(false["background"], hours["background"]),
             "false_events_per_hour_states": _per_hour(false["states"], hours["states"]),
             "false_events_per_hour_quiet": _per_hour(false["background"] + false["states"],
                                                      hours["background"] + hours["states"]),
             "recall": float(found / segments) if segments else None,
             "double_counts": float(self.true_events.sum() / found) if found else None,
             "delay_s": _percentiles([d for per in self.delays for d in per]),
+            "delay_from_start_s": _percentiles([d for per in self.delays_from_start for d in per]),
             "hours": round(hours["total"], 4),
             "events_by_session": self.by_session,
         }
@@ -172,6 +211,29 @@ class _EventTally:
 
 def _per_hour(count: int, hours: float) -> float | None:
     return count / hours if hours else None
+
+
+def poisson_interval(count: int, hours: float, level: float = 0.95) -> tuple[float, float] | None:
+    """The exact (Garwood) two-sided interval of an event rate per hour, from `count` events
+    in `hours`: the rates under which seeing at most / at least `count` has probability
+    (1 - level) / 2. None without hours."""
+    if not hours:
+        return None
+    tail = (1 - level) / 2
+
+    def at_least(k: int, rate: float) -> float:  # P(N >= k) for N ~ Poisson(rate > 0)
+        return 1.0 - sum(math.exp(j * math.log(rate) - rate - math.lgamma(j + 1)) for j in range(k))
+
+    def solve(rises, lo: float, hi: float) -> float:  # where a rising function crosses 0
+        for _ in range(200):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if rises(mid) > 0 else (mid, hi)
+        return (lo + hi) / 2
+
+    high = count + 10 * math.sqrt(count + 1) + 10
+    upper = solve(lambda r: at_least(count + 1, r) - (1 - tail), 0.0, high)  # P(N <= count) = tail
+    lower = 0.0 if count == 0 else solve(lambda r: at_least(count, r) - tail, 0.0, high)
+    return lower / hours, upper / hours
 
 
 def _percentiles(values: list[float]) -> dict:
@@ -195,7 +257,7 @@ def evaluate_stream(bundle: Bundle, sessions: list[StreamSession], labels: list[
     cfg = postprocess or PostprocessConfig.for_bundle(bundle)
     scored, windows = [], 0
     for s in sessions:
-        ends, _, events = replay(bundle, s.data, classifier, cfg)
+        ends, _, events = replay(bundle, s.data, classifier, cfg, s.turned)
         windows += len(ends)
         scored.append((s.name, bundle_label_ids(bundle, s.label_ids, labels), events))
     event_classes = announced_classes(bundle.labels, bundle.background_label,

@@ -224,11 +224,16 @@ class Runner:
         arrival = self.timing.samples(len(samples), now)
         if arrival.silence_s is not None:  # the silence came before these samples
             self._gap("silence", arrival.silence_s, first)
+        held = 0  # samples at the head that set the reference frame: no window holds them
         if self.frame is not None:
-            samples = self._turn(samples, first)
+            samples, held = self._turn(samples, first)
         self.printer.samples(samples)
         self._check_rate(arrival.rate_hz)
         rate = self.bundle.sample_rate_hz
+        if held:  # windows start afresh in the (new) frame, as after a gap
+            self.windower.reset()
+            self.detector.reset()
+            samples, first = samples[held:], first + held
         for i, window in self.windower.extend(samples):
             end_sample = first + i + 1
             probs = self.classifier(window)
@@ -253,9 +258,9 @@ class Runner:
                     f"{t:9.2f} s  {event.label:<20} {event.confidence:5.2f}  "
                     f"({latency_ms:.1f} ms)")
 
-    def _turn(self, samples: np.ndarray, first: int) -> np.ndarray:
-        """Samples into the reference-pose frame; announces when the frame is set (or asked
-        for again)."""
+    def _turn(self, samples: np.ndarray, first: int) -> tuple[np.ndarray, int]:
+        """Samples into the reference-pose frame, and how many at their head set the frame
+        (as they are); announces when the frame is set (or asked for again)."""
         if self._frame_requested:
             self._frame_requested = False
             self.frame.restart()
@@ -264,7 +269,7 @@ class Runner:
         samples = self.frame.apply(samples)
         if remaining and self.frame.degrees is not None:
             self._announce_frame(first + remaining)
-        return samples
+        return samples, min(remaining, len(samples))
 
     def _announce_frame(self, sample: int) -> None:
         if self.frame is None:

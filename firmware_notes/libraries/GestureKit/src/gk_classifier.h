@@ -75,7 +75,13 @@ class GestureClassifier {
     *fired = false;
     ++samples_;
     if (gesturekit::kHasReferencePose) {
+      const bool reference = !frame_.set();  // this sample sets the frame: no window holds it
       frame_.apply(sample, turned_, gesturekit::kNumChannels);
+      if (reference) {  // windows start afresh in the (new) frame, as after a gap
+        ring_.reset();
+        detector_.reset();
+        return false;
+      }
       sample = turned_;
     }
     if (!ring_.push(sample)) return false;
