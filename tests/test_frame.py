@@ -136,6 +136,11 @@ def test_offline_streams_of_labelled_sessions_are_turned_by_their_labelled_pose(
     from_start = StreamFrame(pose, dataset.channels, dataset.units, 50.0)
     from_start.apply(data)
     assert from_start.degrees > 30  # what the first seconds would have set
+    # A session without a sample of the pose is left as it is, as training leaves it.
+    no_pose = replace(tilted, sessions=[replace(s0, label_ids=np.where(
+        s0.label_ids == dataset.labels.index("idle"), -1, s0.label_ids))])
+    (alone,) = stream_sessions(model, no_pose, None)
+    assert alone.turned and np.array_equal(alone.data, s0.data)
     cut, skip = turned_stream(model, sessions[0].data, turned=True)
     assert skip == 150 and np.array_equal(cut, sessions[0].data[150:])
     unlabelled = replace(tilted, labels=[("rest" if x == "idle" else x) for x in tilted.labels])

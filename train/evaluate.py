@@ -68,19 +68,18 @@ def stream_sessions(model: ModelInfo, dataset: Dataset, subjects: list[str] | No
     stream's first seconds because it asks the user to hold the pose then; recordings made
     without that request need not start in it (HAPT's first 3 s sit 56 degrees, median, from
     their STANDING), so a labelled pose is the frame the user would have set. A session without
-    the label is turned from its first seconds, as the runner would."""
+    a sample of the pose is left as it is, as training and `evaluate` leave it; a dataset that
+    does not name the pose's class is turned from each session's first seconds, as the runner
+    would."""
     from gesturekit.device.core.stream_eval import StreamSession
 
     check_rate(dataset, model.sample_rate_hz)
     order = channel_order(model.channels, dataset.channels, str(dataset.root))
     wanted = set(subjects) if subjects else None
-    unturned = set()
-    if model.reference_pose and model.reference_pose.label in dataset.labels:
-        dataset, done = turn_to_pose(dataset, model.reference_pose)
-        unturned = set(done["without_pose"])
-    elif model.reference_pose:
-        unturned = {s.name for s in dataset.sessions}
-    return [StreamSession(s.name, s.data[:, order], s.label_ids, turned=s.name not in unturned)
+    labelled = model.reference_pose is not None and model.reference_pose.label in dataset.labels
+    if labelled:
+        dataset, _ = turn_to_pose(dataset, model.reference_pose)
+    return [StreamSession(s.name, s.data[:, order], s.label_ids, turned=labelled)
             for s in dataset.sessions if wanted is None or s.subject in wanted]
 
 
@@ -144,7 +143,9 @@ def stream_lines(result: dict) -> list[str]:
         f"{num(result['delay_from_start_s']['p50'])} s p90 {num(result['delay_from_start_s']['p90'])} s)",
         f"false events: {result['false_events']} ({result['false_events_in_background']} in "
         f"{result['background_hours']:.2f} h of background = "
-        f"{num(result['false_events_per_hour_background'], '.1f')}/h; "
+        f"{num(result['false_events_per_hour_background'], '.1f')}/h"
+        + (" (95%: {:.1f}-{:.1f})".format(*result["false_per_hour_background_95"])
+           if result["false_per_hour_background_95"] else "") + "; "
         f"{result['false_events_in_states']} in {result['state_hours']:.2f} h of non-event states = "
         f"{num(result['false_events_per_hour_states'], '.1f')}/h; "
         f"{result['false_events_in_event_segments']} inside other event classes' segments)",
