@@ -171,14 +171,22 @@ def check_enough(bundle: Bundle, truths: list[SessionTruth], events: list[str], 
                                              if have > 0 else "calibrate without --max-false-per-hour"))
 
 
-def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = None,
-              event_classes: list[str] | None = None, backend: str | None = None,
-              int8: bool = False, folds: int = 0) -> dict:
-    """Search, verify and write the per-class post-processing; returns what was written."""
+def _check_options(max_false_per_hour: float | None, folds: int, backend: str | None,
+                   int8: bool) -> None:
     if max_false_per_hour is not None and not (max_false_per_hour > 0 and
                                                math.isfinite(max_false_per_hour)):
         raise UserError(f"--max-false-per-hour {max_false_per_hour}: expected a positive number "
                         "of false events per hour")
+    if folds and (backend or int8):
+        raise UserError("--folds: the fold runs' Keras models predict (float); --backend and "
+                        "--int8 choose the bundle's interpreter, used without --folds")
+
+
+def calibrate(bundle_dir: str, data: str, max_false_per_hour: float | None = None,
+              event_classes: list[str] | None = None, backend: str | None = None,
+              int8: bool = False, folds: int = 0) -> dict:
+    """Search, verify and write the per-class post-processing; returns what was written."""
+    _check_options(max_false_per_hour, folds, backend, int8)
     bundle = load_bundle(bundle_dir)
     events = check_event_classes(event_classes, bundle.labels, bundle.background_label,
                                  str(bundle.root)) or bundle.events

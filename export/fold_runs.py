@@ -13,6 +13,7 @@ it never saw. Fold runs live in `RUN.folds/foldI` and are reused when their conf
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from gesturekit.train.config import TrainConfig, apply_values
@@ -57,7 +58,7 @@ def fold_runs(run_dir: Path, data: str, folds: int) -> list[tuple[RunInfo, list[
         fold = root / f"fold{i}"
         if not _matches(fold, run, held):
             print(f"fold {i}/{folds}: training without subjects {', '.join(held)} into {fold}",
-                  flush=True)
+                  file=sys.stderr, flush=True)
             train_run(data, fold, fold_config(run, held), run.config["dataset"].get("options", {}),
                       force=True, progress=lambda _: None)
         out.append((load_run(fold), held))

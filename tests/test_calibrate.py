@@ -48,8 +48,9 @@ def test_calibrate_writes_per_class_settings_chosen_on_validation_subjects_only(
         bundle_copy, quick_run, synth_dataset, capsys):
     from gesturekit.device.core.backends import Classifier
     from gesturekit.device.core.postprocess import PostprocessConfig
-    from gesturekit.device.core.stream_eval import StreamSession, evaluate_stream
+    from gesturekit.device.core.stream_eval import evaluate_stream
     from gesturekit.train.datasets import load_dataset
+    from gesturekit.train.evaluate import stream_sessions
     from gesturekit.train.runs import load_run
 
     model_data = (bundle_copy / "model_data.cc").read_bytes()
@@ -70,8 +71,7 @@ def test_calibrate_writes_per_class_settings_chosen_on_validation_subjects_only(
         assert rate is None or rate <= budget
     # The figures are what the runner's own replay gives on those subjects with the new bundle.
     dataset = load_dataset(synth_dataset)
-    sessions = [StreamSession(s.name, s.data, s.label_ids) for s in dataset.sessions
-                if s.subject in split["val"]]
+    sessions = stream_sessions(bundle, dataset, split["val"])
     again = evaluate_stream(bundle, sessions, dataset.labels, Classifier(bundle, "ai_edge_litert", "float"),
                             PostprocessConfig.for_bundle(bundle))
     for key in ("per_class", "false_events", "false_events_in_background", "recall"):
@@ -166,6 +166,41 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_bundle_untouched(
     assert not list(bundle_copy.parent.glob(".bundle.*"))  # nor a temporary folder beside it
 
 
+def test_folds_calibrate_on_every_non_test_subject_through_fold_models(
+        bundle_copy, quick_run, synth_dataset, capsys):
+    """--folds 2: two fold models trained as the run was (its config and seed), each without
+    one fold of the non-test subjects, predict that fold; the calibration rests on all of them,
+    at the bundle's hop, in seconds; a second calibrate reuses the fold runs."""
+    from gesturekit.train.runs import load_run
+
+    bundle = load_bundle(bundle_copy)
+    bundle.training["run"] = str(quick_run.resolve())  # the copy's run: where it was exported from
+    write_model_json(bundle)
+    assert main(["calibrate", str(bundle_copy), str(synth_dataset), "--folds", "2", "--json"]) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert err.count("training without subjects") == 2
+    run = load_run(quick_run)
+    non_test = sorted(run.split["train"] + run.split["val"])
+    assert sorted(result["validation_subjects"]) == non_test and result["hop"] == bundle.hop
+    assert result["source"].startswith("out-of-fold predictions of 2 fold models")
+    folds = [load_run(quick_run.parent / "run.folds" / f"fold{i}") for i in (1, 2)]
+    held = [f.split["val"] for f in folds]
+    assert sorted(held[0] + held[1]) == non_test and not set(held[0]) & set(held[1])
+    for fold in folds:
+        assert fold.split["test"] == run.split["test"] and fold.config["seed"] == run.config["seed"]
+        assert fold.config["cnn"] == run.config["cnn"]  # the run's own budgets (here --quick)
+    hop_s = bundle.hop / bundle.sample_rate_hz
+    for settings in load_bundle(bundle_copy).postprocess["per_class"].values():
+        assert round(settings["smoothing_s"] / hop_s, 6) == round(settings["smoothing_s"] / hop_s)
+    stamps = [(quick_run.parent / "run.folds" / f"fold{i}" / "model.keras").stat().st_mtime_ns
+              for i in (1, 2)]
+    assert main(["calibrate", str(bundle_copy), str(synth_dataset), "--folds", "2"]) == 0
+    assert "training without" not in capsys.readouterr().err  # reused, not trained again
+    assert stamps == [(quick_run.parent / "run.folds" / f"fold{i}" / "model.keras").stat().st_mtime_ns
+                      for i in (1, 2)]
+
+
 def test_a_moved_bundle_calibrates_from_any_folder(quick_run, quick_bundle, synth_dataset,
                                                    tmp_path, monkeypatch):
     """The bundle names its run relative to itself, and calibrate reads the split from
@@ -202,3 +237,10 @@ def test_an_old_format_bundle_loads_with_every_class_but_the_background_as_event
     bundle = load_bundle(bundle_copy)
     assert bundle.events == [label for label in bundle.labels if label != bundle.background_label]
     assert np.all([label in bundle.labels for label in bundle.events])
+
+
+def test_folds_with_an_interpreter_choice_is_refused_in_one_line(tmp_path, capsys):
+    """--folds predicts with the fold runs' Keras models: --int8 or --backend would be ignored."""
+    assert main(["calibrate", str(tmp_path), str(tmp_path), "--folds", "3", "--int8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--folds" in err and "--int8" in err

@@ -265,12 +265,16 @@ def _pose_gravity(dataset: Dataset, pose: ReferencePose) -> dict[str, np.ndarray
                         f"({', '.join(dataset.labels)})")
     acc = accelerometer(dataset.channels, dataset.units, dataset.root)
     samples = reference_samples(pose.seconds, dataset.sample_rate_hz)
-    label_id, found = dataset.labels.index(pose.label), {}
-    for s in dataset.sessions:
-        first = next(((a, b) for a, b in label_runs(s.label_ids) if s.label_ids[a] == label_id), None)
-        found[s.name] = (gravity_direction(s.data[first[0]:min(first[1], first[0] + samples), acc])
-                         if first else None)
-    return found
+    label_id = dataset.labels.index(pose.label)
+    return {s.name: pose_gravity(s.data[:, acc], s.label_ids == label_id, samples)
+            for s in dataset.sessions}
+
+
+def pose_gravity(acc: np.ndarray, in_pose: np.ndarray, samples: int) -> np.ndarray | None:
+    """The gravity direction of accelerometer samples (N, 3) over the first `samples` of the
+    first run where `in_pose` (N,) holds; None when it never does."""
+    first = next(((a, b) for a, b in label_runs(in_pose.astype(np.int8)) if in_pose[a]), None)
+    return gravity_direction(acc[first[0]:min(first[1], first[0] + samples)]) if first else None
 
 
 # --- windows for training -------------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 
 from gesturekit.device.core.backends import Classifier, choose_backend
 from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.frame import accelerometer, reference_samples, rotation_onto, triads, turn
 from gesturekit.device.core.hapt import HaptSource, activity_ids, activity_names
 from gesturekit.device.core.model_info import channel_order, rate_is_off
 from gesturekit.device.core.postprocess import PostprocessConfig
@@ -35,6 +36,7 @@ from gesturekit.device.core.recording import (
 from gesturekit.device.core.stream_eval import replay
 from gesturekit.device.core.windowing import label_runs
 from gesturekit.errors import UserError
+from gesturekit.train.datasets import pose_gravity
 
 
 @dataclass
@@ -100,7 +102,8 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
         data = session.data[:, channel_order(bundle.channels, session.channels, str(path))]
         classifier = Classifier(bundle, *choose_backend(bundle, backend, int8))
         cfg = PostprocessConfig.for_bundle(bundle, postprocess)
-        ends, probs, events = replay(bundle, data, classifier, cfg)
+        data, turned = _labelled_pose_frame(bundle, data, labels)
+        ends, probs, events = replay(bundle, data, classifier, cfg, turned)
         result.events = [(e.label, e.end_sample) for e in events]
         top = probs.argmax(axis=1) if len(probs) else np.zeros(0, int)
         result.model, result.model_labels = str(bundle.root), list(bundle.labels)
@@ -110,6 +113,22 @@ def plot_recording(recording: str | os.PathLike, out: str | os.PathLike,
         result.window_confidence = [round(float(p), 4) for p in probs[np.arange(len(top)), top]]
     draw(result, session, out)
     return result
+
+
+def _labelled_pose_frame(bundle, data: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(samples, whether they are in the model's frame): a recording whose labels hold the
+    reference pose is turned by it, as `evaluate --stream` turns a labelled session
+    (`train.evaluate.stream_sessions`); any other is left to the runner's rule (its first
+    seconds)."""
+    pose = bundle.reference_pose
+    in_pose = np.asarray(labels) == (pose.label if pose else None)
+    if pose is None or not in_pose.any():
+        return data, False
+    acc = accelerometer(bundle.channels, bundle.units, bundle.root)
+    g = pose_gravity(data[:, acc], in_pose, reference_samples(pose.seconds, bundle.sample_rate_hz))
+    if g is None:  # no gravity in the pose (a zero accelerometer): as it is, as training leaves it
+        return data, True
+    return turn(data, triads(bundle.channels), rotation_onto(g, np.asarray(pose.gravity))), True
 
 
 def check_image_name(out: str | os.PathLike) -> None:
