@@ -66,7 +66,7 @@ def stream_sessions(model: ModelInfo, dataset: Dataset, subjects: list[str] | No
     checked, the columns in the model's order (by name), and with a reference pose each session
     that has the pose's label turned by it, as in training. The runner sets the frame from a
     stream's first seconds because it asks the user to hold the pose then; recordings made
-    without that request need not start in it (HAPT's first 3 s sit 56 degrees, median, from
+    without that request need not start in it (HAPT's first 3 s sit 54 degrees, median, from
     their STANDING), so a labelled pose is the frame the user would have set. A session without
     a sample of the pose is left as it is, as training and `evaluate` leave it; a dataset that
     does not name the pose's class is turned from each session's first seconds, as the runner
