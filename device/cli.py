@@ -58,7 +58,7 @@ def _add_run_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--int8", action="store_true",
                      help="run the full-int8 TFLite model (default: the float model)")
     run.add_argument("--hop", metavar="HOP",
-                     help="samples (16) or seconds (0.32s) between decisions (default: the "
+                     help="samples (8) or seconds (0.16s) between decisions (default: the "
                           "bundle's, the hop it was calibrated at; post-processing times are in "
                           "seconds and hold at any hop)")
     run.add_argument("--threads", type=positive_int, default=1, help="interpreter threads (default 1)")

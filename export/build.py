@@ -25,7 +25,7 @@ from gesturekit.options import to_samples
 MODELS = {"cnn_lstm": "cnn_lstm", "cnn": "cnn_head"}  # --model choice -> run model
 # How often a bundle decides by default (`export --hop`): bench/events_hapt.py measured the
 # delay from a gesture's end and the cost on host and board at 1.28, 0.64, 0.32 and 0.16 s.
-DECISION_HOP_S = 0.32
+DECISION_HOP_S = 0.16
 FLOAT_MAX_ABS_DIFF = 1e-4
 FLOAT_MIN_AGREEMENT = 0.999
 FILES = {"float": "model_float.tflite", "int8": "model_int8.tflite", "onnx": "model.onnx",
@@ -65,7 +65,7 @@ def export_run(run_path: str | Path, out: str | Path, model: str = "cnn_lstm",
                event_classes: list[str] | None = None, hop: int | str | None = None) -> ExportResult:
     """Export a run's model to a bundle folder; check parity on the run's test split.
     `event_classes`: the classes announced as events (default: every class but the
-    background); `hop`: samples or "0.32s" between the windows the bundle decides on (default:
+    background); `hop`: samples or "0.16s" between the windows the bundle decides on (default:
     `DECISION_HOP_S`, never more than the run's hop)."""
     from gesturekit.train.runs import run_windows
 

@@ -28,9 +28,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="classes announced as events, e.g. jump,punch,turn (default: every "
                              "class but the background; the others are states, never announced)")
     export.add_argument("--hop", metavar="HOP",
-                        help="samples (16) or seconds (0.32s) between the windows the bundle "
+                        help="samples (8) or seconds (0.16s) between the windows the bundle "
                              "decides on, here and on the board (model_config.h kHop; default: "
-                             "0.32 s, at most the run's hop)")
+                             "0.16 s, at most the run's hop)")
     export.set_defaults(func=cmd_export)
 
     cal = commands.add_parser(

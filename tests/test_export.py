@@ -295,12 +295,12 @@ def test_report_embeds_a_plot_of_a_test_session(quick_run, quick_bundle):
     assert str(int(session[1:3])) in test_subjects
 
 
-def test_the_bundle_decides_every_0_32_s_by_default_or_at_the_hop_given():
+def test_the_bundle_decides_every_0_16_s_by_default_or_at_the_hop_given():
     from gesturekit.export.build import decision_hop
 
-    assert decision_hop(None, 64, 50.0) == 16  # 0.32 s at 50 Hz, denser than the run's 64
-    assert decision_hop(None, 8, 50.0) == 8  # never sparser than the run's own hop
-    assert decision_hop(None, 64, 100.0) == 32
+    assert decision_hop(None, 64, 50.0) == 8  # 0.16 s at 50 Hz, denser than the run's 64
+    assert decision_hop(None, 4, 50.0) == 4  # never sparser than the run's own hop
+    assert decision_hop(None, 64, 100.0) == 16
     assert decision_hop("0.5s", 64, 50.0) == 25 and decision_hop("40", 16, 50.0) == 40
     with pytest.raises(UserError, match="--hop: expected a number of samples"):
         decision_hop("fast", 64, 50.0)

@@ -38,7 +38,7 @@ from harness.emulated_board import ClassifierRun, feed_classifier
 REPO = Path(__file__).resolve().parents[1]
 HAPT = REPO.parent / "shared" / "data" / "hapt" / "RawData"
 HAPT_TEST_SESSIONS = ("acc_exp03_user02.txt", "acc_exp07_user04.txt")  # UCI test subjects 2 and 4
-WINDOWS_PER_SESSION = 12  # CI: a subset; bench/firmware_board.py runs every window
+SECONDS_PER_SESSION = 16.6  # CI: a subset; bench/firmware_board.py runs every window
 GESTUREKIT = str(Path(sys.executable).with_name("gesturekit"))
 READ_DEADLINE_S = 120.0
 pytestmark = pytest.mark.emulator
@@ -80,8 +80,14 @@ def reference_phase(bundle) -> int:
             if bundle.reference_pose else 0)
 
 
-def session_samples(path: Path, windows: int, bundle) -> np.ndarray:
-    samples = reference_phase(bundle) + bundle.window + (windows - 1) * bundle.hop
+def windows_in(samples: int, bundle) -> int:
+    """Windows the board classifies in `samples` samples (none holds the reference phase)."""
+    return (samples - reference_phase(bundle) - bundle.window) // bundle.hop + 1
+
+
+def session_samples(path: Path, seconds: float, bundle) -> np.ndarray:
+    """The first `seconds` of a session after its reference phase (whatever the hop)."""
+    samples = reference_phase(bundle) + round(seconds * bundle.sample_rate_hz)
     data = load_session(path).data
     assert len(data) >= samples, path
     return data[:samples]
@@ -125,8 +131,8 @@ def test_qemu_classifier_equals_tflite_micro_byte_for_byte(classifier_elf, loose
     total = 0
     events_seen = 0
     for path in board_sessions(synth_dataset):
-        samples = session_samples(path, WINDOWS_PER_SESSION, bundle)
-        board = run_board(classifier_elf, sample_bytes(samples), WINDOWS_PER_SESSION)
+        samples = session_samples(path, SECONDS_PER_SESSION, bundle)
+        board = run_board(classifier_elf, sample_bytes(samples), windows_in(len(samples), bundle))
         # The host reads the same bytes: parse them back, so both sides see the same float32.
         parsed = LineParser(len(bundle.channels), drop_first=False).feed(sample_bytes(samples))
         int8, lines, events = host_side(bundle, parsed, "tflite_micro")
@@ -151,7 +157,7 @@ def test_qemu_bad_lines_counted_and_skipped_never_shifting_a_window(classifier_e
     """Junk, over-long and wrong-width lines between the samples: the board counts them by the
     host parser's reasons and gives the same windows, byte for byte, as the clean stream."""
     bundle = load_bundle(loose_bundle)
-    samples = session_samples(HAPT / HAPT_TEST_SESSIONS[0], 3, bundle)
+    samples = session_samples(HAPT / HAPT_TEST_SESSIONS[0], 4.0, bundle)
     rng = np.random.default_rng(0)
     stream = bytearray()
     for i, row in enumerate(samples):
@@ -165,8 +171,7 @@ def test_qemu_bad_lines_counted_and_skipped_never_shifting_a_window(classifier_e
         stream += format_sample(row)
     host = LineParser(len(bundle.channels), drop_first=False)
     parsed = host.feed(bytes(stream))
-    board = run_board(classifier_elf, bytes(stream),
-                      (len(parsed) - reference_phase(bundle) - bundle.window) // bundle.hop + 1)
+    board = run_board(classifier_elf, bytes(stream), windows_in(len(parsed), bundle))
     stats = board.stats
     expected = host.stats
     assert stats["samples"] == expected.samples
