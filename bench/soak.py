@@ -16,7 +16,8 @@ Checks, from the runner's JSON lines and its summary:
 - samples lost = whole sample lines written - samples the runner counted = 0;
 - bad lines = junk lines + lines cut by a pulled cable; every line accounted for;
 - one gap per silence and per reconnect, at exactly the sample where the board stopped;
-- no window spans a gap: every window ends `window + k * hop` samples after the last gap,
+- no window spans a gap: every window ends `window + k * hop` samples after the last gap (or
+  after the reference phase, the first seconds that set the model's frame),
   and the number of windows is what the gap-free segments give;
 - RSS (VmRSS from /proc) flat: sampled every second; start = after 5% of the stream; from
   20% on (the runner's latency ring of 10,000 windows is full) it grows less than 1 MB.
@@ -44,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.lineparser import format_sample
 from gesturekit.device.core.recording import DATASET_TOML, read_recording, read_spec
 from gesturekit.device.live.simulate import PtySink, junk_line
@@ -189,18 +191,20 @@ def expected_windows(segment_samples: list[int], window: int, hop: int) -> int:
     return sum(1 + (n - window) // hop for n in segment_samples if n >= window)
 
 
-def check(records: list[dict], board: Board, window: int, hop: int) -> dict:
+def check(records: list[dict], board: Board, window: int, hop: int, reference: int) -> dict:
+    """The run's records against what the board did; `reference`: the first samples, which set
+    the model's frame and are in no window."""
     summary = records[-1] if records and records[-1].get("kind") == "summary" else None
     gaps = [r["sample"] for r in records if r["kind"] == "gap"]
     windows = [r["sample"] for r in records if r["kind"] == "window"]
     spans = 0
-    last_gap, g = 0, 0
+    last_gap, g = reference, 0
     for end in windows:
         while g < len(gaps) and gaps[g] < end:
             last_gap, g = gaps[g], g + 1
         since = end - last_gap
         spans += since < window or (since - window) % hop != 0
-    bounds = [0, *gaps, board.samples]
+    bounds = [reference, *gaps, board.samples]
     segments = [b - a for a, b in zip(bounds, bounds[1:], strict=False)]
     checks = {"summary printed": summary is not None}
     if summary is None:
@@ -296,7 +300,10 @@ def main() -> int:
         wall = time.monotonic() - wall
         records = [json.loads(x) for x in out_path.read_text().splitlines() if x.startswith("{")]
         stderr = err_path.read_text()
-        checks = {"exit code 0": code == 0, **check(records, board, bundle.window, bundle.hop)}
+        reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
+                     if bundle.reference_pose else 0)
+        checks = {"exit code 0": code == 0, **check(records, board, bundle.window, bundle.hop,
+                                                    reference)}
         if args.hours >= 1:  # long enough to tell a leak from warm-up
             checks["RSS flat after 20% (< 1 MB)"] = (
                 state["rss_warm"] is not None and rss_end - state["rss_warm"] < 1024)

@@ -4,9 +4,9 @@ A clip of a HAPT session (its first `--seconds` of samples) is played by `gestur
 at 100 Hz into a real pty, twice: once read by `gesturekit run --json` (the
 baseline), once by `gesturekit run --view` on a real terminal (a tmux pane, 120x40, the
 view redrawing at 10 Hz). Each run ends when the clip does (the port closes). Both must
-classify every window the clip holds (1 + (N - window) // hop, no gaps) and announce the same
-events; CPU time (bash `time`, user + system, whole process) and decision latency are
-compared as ratios against the baseline of the same invocation.
+classify every window the clip holds (1 + (N - reference phase - window) // hop, no gaps) and
+announce the same events; CPU time (bash `time`, user + system, whole process) and decision
+latency are compared as ratios against the baseline of the same invocation.
 
 Results: bench/results/view_windows.json. Run (needs tmux):
     .venv/bin/python bench/view_windows.py --bundle BUNDLE --session FILE [--seconds 60] [--threshold 0.45]
@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from gesturekit.device.core.bundle import load_bundle
+from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.recording import load_session
 from gesturekit.device.core.windowing import window_starts
 
@@ -135,7 +136,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clip, n = write_clip(folder, args.seconds, args.session)
-        expected = len(window_starts(n, bundle.window, bundle.hop))
+        reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
+                     if bundle.reference_pose else 0)  # the first seconds are in no window
+        expected = len(window_starts(n - reference, bundle.window, bundle.hop))
         rows = [one_mode(folder, clip, args.bundle, view, args.seconds, args.threshold)
                 for view in (False, True)]
     base = rows[0]

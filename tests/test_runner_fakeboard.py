@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fakeboard import FakeBoard, FakeClock
+from test_runner_e2e import windows_in
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.model_info import rate_is_off
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
 from gesturekit.device.core.recording import load_session
 from gesturekit.device.core.stream_eval import window_probabilities
-from gesturekit.device.core.windowing import window_starts
 from gesturekit.device.live.runner import Printer, Runner, RunOptions
 from gesturekit.device.live.simulate import junk_line
 from gesturekit.errors import UserError
@@ -51,15 +50,6 @@ def run(bundle, board: FakeBoard, clock: FakeClock, sleep=None, **options) -> tu
                     clock=clock, sleep=sleep or clock.sleep)
     runner.run()
     return [json.loads(line) for line in out.getvalue().splitlines()], err.getvalue()
-
-
-def windows_in(bundle, *stretches: int) -> int:
-    """Windows over continuous stretches of samples (the windows restart at every gap; the
-    first stretch's first seconds set the reference frame and are in no window)."""
-    reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
-                 if bundle.reference_pose else 0)
-    return sum(len(window_starts(n - (reference if i == 0 else 0), bundle.window, bundle.hop))
-               for i, n in enumerate(stretches))
 
 
 def test_windows_and_events_equal_offline_through_junk_and_cut_lines(bundle, session):
