@@ -85,8 +85,7 @@ def model_config_header(cfg: SketchConfig) -> str:
 
 namespace gesturekit {{
 
-// Output index -> label.
-constexpr int kNumClasses = {len(model.labels)};
+constexpr int kNumClasses = {len(model.labels)};  // kLabels: output index -> label
 constexpr const char* kLabels[kNumClasses] = {{{", ".join(_c_string(x) for x in model.labels)}}};
 constexpr int kBackgroundClass = {background};  // -1: none
 
@@ -96,8 +95,8 @@ constexpr const char* kChannels[kNumChannels] = {{{", ".join(_c_string(c) for c 
 constexpr const char* kUnits[kNumChannels] = {{{units}}};
 constexpr float kSampleRateHz = {_float(model.sample_rate_hz)};
 constexpr int kWindow = {model.window};
-#ifndef GK_HOP  // a sketch may decide more or less often: #define GK_HOP before this header
-#define GK_HOP {model.hop}  // `gesturekit export --hop`; calibrated at this hop
+#ifndef GK_HOP  // `export --hop`, calibrated there; a sketch may #define GK_HOP before this
+#define GK_HOP {model.hop}
 #endif
 constexpr int kHop = GK_HOP;
 
