@@ -8,16 +8,18 @@ the bundle's hop (the hop it will run at; `export --hop` sets it):
 - with `--folds K`, every non-test subject, each through a fold model: K models trained as the
   bundle's run was (its config and seed), each without one fold of the non-test subjects,
   predict that fold (out-of-fold). Four validation subjects of HAPT hold 0.2 h of background,
-  too little to test a budget of 10 false events per hour; all 21 hold about 1 h. The fold runs
+  too little to test a budget of 10 false events per hour; all 21 hold 1.2 h. The fold runs
   are kept beside the run (`RUN.folds/foldI`) and reused when their config matches.
 
 Then, for every event class on its own, every setting of a grid of smoothing, threshold,
 minimum time on and refractory time (seconds; `export.event_search`) is scored:
 
-- with `--max-false-per-hour F`: the settings that find the most segments (mean recall over
-  event classes) while the false events stay within F per hour of background and F per hour
-  of non-event states (summed over classes, so the budget holds for the stream);
-- without a budget: each class's best event F1.
+- with `--max-false-per-hour F`: the settings that announce the most segments once (net
+  recall: found less announced twice, over event classes) while the false events stay within
+  F per hour of background and F per hour of non-event states (summed over classes, so the
+  budget holds for the stream);
+- without a budget: each class's best event F1 (a second event in a segment counts against
+  precision).
 
 The choice is replayed through the real `EventDetector` and scored by `score_events` (the
 figures reported, with the 95% Poisson interval of the false-event rate), then written into
