@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
@@ -113,5 +114,19 @@ def test_event_scores_count_delay_double_counts_and_where_false_events_fall(tmp_
     background_h, states_h = (400 - 100 - 40) / 36000, (100 - 10) / 36000
     assert result["background_hours"] == round(background_h, 4)
     assert np.isclose(result["false_events_per_hour_background"], 2 / background_h)
+    low, high = result["false_per_hour_background_95"]
+    assert np.isclose(low, 0.2422 / background_h, rtol=1e-3) and np.isclose(high, 7.225 / background_h, rtol=1e-3)
     assert np.isclose(result["false_events_per_hour_states"], 1 / states_h)
     assert np.isclose(result["false_events_per_hour_quiet"], 3 / (background_h + states_h))
+
+
+def test_the_false_event_rate_comes_with_its_exact_poisson_interval():
+    """Garwood's 95% interval, against the published table (events in 1 h; in 0.5 h, doubled)."""
+    from gesturekit.device.core.stream_eval import poisson_interval
+
+    table = {0: (0.0, 3.689), 1: (0.0253, 5.572), 2: (0.2422, 7.225), 10: (4.795, 18.39)}
+    for count, (low, high) in table.items():
+        got = poisson_interval(count, 1.0)
+        assert got == pytest.approx((low, high), abs=1e-3), count
+        assert poisson_interval(count, 0.5) == pytest.approx((2 * got[0], 2 * got[1]))
+    assert poisson_interval(3, 0.0) is None
