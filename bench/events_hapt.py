@@ -40,9 +40,8 @@ from firmware_board import measure_build
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle, write_model_json
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.lineparser import format_sample
-from gesturekit.device.core.stream_eval import evaluate_stream
+from gesturekit.device.core.stream_eval import evaluate_stream, reference_phase
 from gesturekit.device.core.windowing import label_runs, window_labels, window_starts
 from gesturekit.device.live.simulate import PtySink
 from gesturekit.train.datasets import load_dataset
@@ -144,8 +143,7 @@ def perfect_classifier(dataset, bundle, hop: int, purity: float) -> dict:
     for s in dataset.sessions:
         if s.subject not in test:
             continue
-        skip = (reference_samples(bundle.reference_pose.seconds, dataset.sample_rate_hz)
-                if bundle.reference_pose else 0)
+        skip = reference_phase(bundle)
         labels = window_labels(s.label_ids[skip:], bundle.window, hop, len(dataset.labels), purity)
         ends = skip + window_starts(len(s.label_ids) - skip, bundle.window, hop) + bundle.window
         for first, end in label_runs(s.label_ids):

@@ -39,11 +39,10 @@ import numpy as np
 
 from gesturekit.device.core.backends import Classifier, quantize
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.lineparser import format_sample
 from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.device.core.recording import load_session
-from gesturekit.device.core.stream_eval import replay
+from gesturekit.device.core.stream_eval import reference_phase, replay
 from gesturekit.device.emulator import firmware
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # harness/, beside bench/
@@ -113,8 +112,7 @@ def size_of(elf: Path) -> dict[str, int]:
 def session_stream(path: Path, windows: int | None, bundle) -> tuple[np.ndarray, bytes]:
     data = load_session(path).data
     if windows is not None:  # the first seconds set the reference frame and are in no window
-        reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
-                     if bundle.reference_pose else 0)
+        reference = reference_phase(bundle)
         data = data[:reference + bundle.window + (windows - 1) * bundle.hop]
     stream = b"".join(format_sample(row) for row in data)
     # What both sides read: the board parses these lines, the host reads the same values back.

@@ -45,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.lineparser import format_sample
 from gesturekit.device.core.recording import DATASET_TOML, read_recording, read_spec
+from gesturekit.device.core.stream_eval import reference_phase
 from gesturekit.device.live.simulate import PtySink, junk_line
 from gesturekit.train.synth import SynthConfig, write_synthetic_dataset
 
@@ -300,8 +300,7 @@ def main() -> int:
         wall = time.monotonic() - wall
         records = [json.loads(x) for x in out_path.read_text().splitlines() if x.startswith("{")]
         stderr = err_path.read_text()
-        reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
-                     if bundle.reference_pose else 0)
+        reference = reference_phase(bundle)
         checks = {"exit code 0": code == 0, **check(records, board, bundle.window, bundle.hop,
                                                     reference)}
         if args.hours >= 1:  # long enough to tell a leak from warm-up

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.recording import load_session
+from gesturekit.device.core.stream_eval import reference_phase
 from gesturekit.device.core.windowing import window_starts
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,8 +136,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         clip, n = write_clip(folder, args.seconds, args.session)
-        reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
-                     if bundle.reference_pose else 0)  # the first seconds are in no window
+        reference = reference_phase(bundle)  # the first seconds are in no window
         expected = len(window_starts(n - reference, bundle.window, bundle.hop))
         rows = [one_mode(folder, clip, args.bundle, view, args.seconds, args.threshold)
                 for view in (False, True)]

@@ -54,10 +54,9 @@ from gesturekit.device.core.stream_eval import (
     bundle_label_ids,
     detect,
     score_events,
-    turned_stream,
+    stream_windows,
     window_probabilities,
 )
-from gesturekit.device.core.windowing import cut_windows, window_starts
 from gesturekit.errors import UserError
 from gesturekit.export import carray
 from gesturekit.export.event_search import Session, choose, class_options, grid_counts, smoothed_outputs
@@ -128,10 +127,10 @@ def _fold_sessions(bundle: Bundle, data: str, folds: int) -> tuple[list, dict]:
     dataset = load_dataset(data, **runs[0][0].config["dataset"].get("options", {}))
     sessions, subjects = [], []
     for run, held in runs:
-        info = replace(run.model_info, hop=bundle.hop)  # the fold's frame and normalisation
+        fold = replace(run.model_info, hop=bundle.hop)  # the fold's frame and normalisation
         model = load_keras_model(run)
-        for s in stream_sessions(info, dataset, held):
-            ends, probs = _keras_probabilities(info, s.data, model, s.turned)
+        for s in stream_sessions(fold, dataset, held):
+            ends, probs = _keras_probabilities(fold, s.data, model, s.turned)
             sessions.append(Session(bundle_label_ids(bundle, s.label_ids, dataset.labels), ends, probs))
         subjects += held
     info = {"source": f"out-of-fold predictions of {folds} fold models on the non-test subjects",
@@ -143,9 +142,8 @@ def _fold_sessions(bundle: Bundle, data: str, folds: int) -> tuple[list, dict]:
 def _keras_probabilities(info, data: np.ndarray, model,
                          turned: bool) -> tuple[np.ndarray, np.ndarray]:
     """`window_probabilities` for a Keras model: the same frame and windows, one batch."""
-    data, skip = turned_stream(info, data, turned)
-    ends = skip + window_starts(len(data), info.window, info.hop) + info.window
-    x = info.normalization.apply(cut_windows(data, info.window, info.hop))
+    ends, windows = stream_windows(info, data, turned)
+    x = info.normalization.apply(windows)
     return ends, model.predict(x, batch_size=1024, verbose=0).astype(np.float32)
 
 

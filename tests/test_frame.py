@@ -112,7 +112,7 @@ def test_offline_streams_of_labelled_sessions_are_turned_by_their_labelled_pose(
     from dataclasses import replace
 
     from gesturekit.device.core.model_info import ModelInfo
-    from gesturekit.device.core.stream_eval import turned_stream
+    from gesturekit.device.core.stream_eval import stream_windows
     from gesturekit.device.core.windowing import Normalization
     from gesturekit.train.evaluate import stream_sessions
 
@@ -141,8 +141,9 @@ def test_offline_streams_of_labelled_sessions_are_turned_by_their_labelled_pose(
         s0.label_ids == dataset.labels.index("idle"), -1, s0.label_ids))])
     (alone,) = stream_sessions(model, no_pose, None)
     assert alone.turned and np.array_equal(alone.data, s0.data)
-    cut, skip = turned_stream(model, sessions[0].data, turned=True)
-    assert skip == 150 and np.array_equal(cut, sessions[0].data[150:])
+    ends, windows = stream_windows(model, sessions[0].data, turned=True)
+    assert ends[0] == 150 + 64 and np.array_equal(windows[0], sessions[0].data[150:214])
+    assert np.array_equal(windows[1], sessions[0].data[166:230])  # as they are, every hop
     unlabelled = replace(tilted, labels=[("rest" if x == "idle" else x) for x in tilted.labels])
     assert not any(s.turned for s in stream_sessions(model, unlabelled, None))
 

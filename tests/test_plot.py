@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from gesturekit.device.core.bundle import load_bundle, write_model_json
-from gesturekit.device.core.stream_eval import turned_stream
+from gesturekit.device.core.stream_eval import reference_phase
 from gesturekit.device.core.windowing import window_starts
 
 HAPT = Path("/work/shared/data/hapt")
@@ -86,7 +86,7 @@ def test_plot_of_a_hapt_session_matches_labels_and_stream_evaluation(hapt_small,
     n = len(np.loadtxt(HAPT / "RawData" / SESSION))
     assert shown["samples"] == n
     bundle = load_bundle(hapt_bundle)
-    skip = turned_stream(bundle, np.zeros((n, len(bundle.channels)), np.float32))[1]
+    skip = reference_phase(bundle)
     assert shown["window_ends"] == (skip + window_starts(n - skip, bundle.window, bundle.hop)
                                     + bundle.window).tolist()
     assert set(shown["window_labels"]) <= set(bundle.labels)

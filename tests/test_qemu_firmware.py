@@ -26,11 +26,10 @@ import pytest
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.lineparser import LineParser, format_sample
 from gesturekit.device.core.postprocess import PostprocessConfig
 from gesturekit.device.core.recording import load_session
-from gesturekit.device.core.stream_eval import replay
+from gesturekit.device.core.stream_eval import reference_phase, replay
 from gesturekit.device.emulator import firmware, qemu
 from gesturekit.device.live.simulate import junk_line
 from harness.emulated_board import ClassifierRun, feed_classifier
@@ -72,12 +71,6 @@ def loose_bundle(quick_bundle, tmp_path_factory) -> Path:
 def classifier_elf(loose_bundle) -> Path:
     firmware.check_tools()  # fails (no skip) without the toolchain: CI installs it
     return firmware.build_firmware("classifier", loose_bundle).elf
-
-
-def reference_phase(bundle) -> int:
-    """The first samples, that set the reference frame and are in no window."""
-    return (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
-            if bundle.reference_pose else 0)
 
 
 def windows_in(samples: int, bundle) -> int:

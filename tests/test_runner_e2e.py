@@ -18,9 +18,8 @@ import pytest
 
 from gesturekit.device.core.backends import Classifier
 from gesturekit.device.core.bundle import load_bundle
-from gesturekit.device.core.frame import reference_samples
 from gesturekit.device.core.postprocess import EventDetector, PostprocessConfig
-from gesturekit.device.core.stream_eval import window_probabilities
+from gesturekit.device.core.stream_eval import reference_phase, window_probabilities
 from gesturekit.device.core.windowing import window_starts
 
 HAPT_RAW = Path("/work/shared/data/hapt/RawData")
@@ -76,8 +75,7 @@ def offline_probs(bundle, data: np.ndarray, backend: str, kind: str) -> tuple[np
 def windows_in(bundle, *stretches: int) -> int:
     """Windows over continuous stretches of samples (the windows restart at every gap; the
     first stretch's first seconds set the reference frame and are in no window)."""
-    reference = (reference_samples(bundle.reference_pose.seconds, bundle.sample_rate_hz)
-                 if bundle.reference_pose else 0)
+    reference = reference_phase(bundle)
     return sum(len(window_starts(n - (reference if i == 0 else 0), bundle.window, bundle.hop))
                for i, n in enumerate(stretches))
 
@@ -124,10 +122,10 @@ def test_live_windows_equal_offline_windows(quick_bundle, tmp_path, backend, kin
     # The reference pose is announced before anything else, and again once it set the frame.
     pose = bundle.reference_pose
     assert [(r["sample"], r["degrees"] is None) for r in records if r["kind"] == "reference"] == [
-        (0, True), (reference_samples(pose.seconds, bundle.sample_rate_hz), False)]
+        (0, True), (reference_phase(bundle), False)]
     assert records[0]["kind"] == "reference" and pose.label in records[0]["message"]
     # No window holds a sample of the reference phase: the first ends a window after it.
-    assert windows[0]["sample"] == reference_samples(pose.seconds, bundle.sample_rate_hz) + bundle.window
+    assert windows[0]["sample"] == reference_phase(bundle) + bundle.window
 
 
 def read_until(run: subprocess.Popen, kind: str, seconds: float = 60) -> list[dict]:

@@ -8,6 +8,7 @@ train/, so the dataset is loaded here and handed over as arrays).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +76,13 @@ def stream_sessions(model: ModelInfo, dataset: Dataset, subjects: list[str] | No
 
     check_rate(dataset, model.sample_rate_hz)
     order = channel_order(model.channels, dataset.channels, str(dataset.root))
-    wanted = set(subjects) if subjects else None
+    if subjects:  # only the sessions asked for are turned
+        dataset = replace(dataset, sessions=[s for s in dataset.sessions if s.subject in set(subjects)])
     labelled = model.reference_pose is not None and model.reference_pose.label in dataset.labels
     if labelled:
         dataset, _ = turn_to_pose(dataset, model.reference_pose)
     return [StreamSession(s.name, s.data[:, order], s.label_ids, turned=labelled)
-            for s in dataset.sessions if wanted is None or s.subject in wanted]
+            for s in dataset.sessions]
 
 
 def evaluate_bundle_stream(bundle_dir: str, dataset: Dataset, subjects: list[str] | None) -> dict:

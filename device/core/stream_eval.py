@@ -26,7 +26,7 @@ import numpy as np
 
 from gesturekit.device.core.backends import Classifier, choose_backend
 from gesturekit.device.core.bundle import Bundle
-from gesturekit.device.core.frame import StreamFrame
+from gesturekit.device.core.frame import StreamFrame, reference_samples
 from gesturekit.device.core.model_info import ModelInfo, announced_classes
 from gesturekit.device.core.postprocess import Event, EventDetector, PostprocessConfig
 from gesturekit.device.core.windowing import UNLABELLED, cut_windows, label_runs, window_starts
@@ -45,24 +45,32 @@ def window_probabilities(bundle: Bundle, data: np.ndarray, classifier: Classifie
     """(window ends (W,), probabilities (W, K)) for a session played from its start (turned
     into the model's reference frame from its first seconds, as the runner does, unless
     `turned`: already in it)."""
-    data, skip = turned_stream(bundle, data, turned)
-    ends = skip + window_starts(len(data), bundle.window, bundle.hop) + bundle.window
+    ends, windows = stream_windows(bundle, data, turned)
     probs = np.zeros((len(ends), len(bundle.labels)), np.float32)
-    for i, window in enumerate(cut_windows(data, bundle.window, bundle.hop)):
+    for i, window in enumerate(windows):
         probs[i] = classifier(window)
     return ends, probs
 
 
-def turned_stream(model: ModelInfo, data: np.ndarray, turned: bool = False) -> tuple[np.ndarray, int]:
-    """(the samples windows are cut from, how many first samples they skip): with a reference
-    pose, the samples after the first seconds that set the frame, turned into it (unless
-    `turned`: already in it); the runner and the board never put a sample of those first
-    seconds in a window. Without a pose, all of them as they are."""
-    if model.reference_pose is None:
-        return data, 0
-    frame = StreamFrame(model.reference_pose, model.channels, model.units, model.sample_rate_hz)
-    skip = min(frame.samples, len(data))
-    return (data if turned else frame.apply(data))[skip:], skip
+def reference_phase(model: ModelInfo) -> int:
+    """The samples at a stream's start that set the reference frame (0 without a pose): the
+    runner and the board never put one in a window."""
+    pose = model.reference_pose
+    return reference_samples(pose.seconds, model.sample_rate_hz) if pose is not None else 0
+
+
+def stream_windows(model: ModelInfo, data: np.ndarray,
+                   turned: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(window ends (W,), windows (W, window, C)) the runner cuts from a session played from
+    its start: after the reference phase, turned into the frame the phase sets (unless
+    `turned`: already in the model's frame)."""
+    skip = min(reference_phase(model), len(data))
+    if model.reference_pose is not None and not turned:
+        data = StreamFrame(model.reference_pose, model.channels, model.units,
+                           model.sample_rate_hz).apply(data)
+    data = data[skip:]
+    ends = skip + window_starts(len(data), model.window, model.hop) + model.window
+    return ends, cut_windows(data, model.window, model.hop)
 
 
 def detect(bundle: Bundle, ends: np.ndarray, probs: np.ndarray,
